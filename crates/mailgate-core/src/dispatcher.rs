@@ -1,0 +1,271 @@
+//! The dispatcher: claims due messages under a lease, delivers them through their environment's
+//! provider with bounded concurrency, and records each outcome. It never holds a transaction
+//! across a provider call: claim and completion are separate short transactions, and completion
+//! is fenced by the lease token so that a worker that lost its lease cannot overwrite another's
+//! result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{EventType, NewEvent};
+use crate::message::{ClaimedMessage, MessageStatus};
+use crate::provider::{ProviderResolver, SendError};
+use crate::retry::RetryPolicy;
+use crate::store::{Completion, QueueStore};
+use crate::time::Clock;
+
+/// How a dispatcher works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// Messages claimed per query at most.
+    pub claim_batch: u32,
+    /// How long a claim holds a message; must exceed `send_timeout`.
+    pub lease: Duration,
+    /// How long to wait for new work when the queue looks empty.
+    pub poll_interval: Duration,
+    /// Longest a provider call may take before it counts as a retryable timeout.
+    pub send_timeout: Duration,
+    /// How long content is kept after a final state (`None`: forever).
+    pub content_retention: Option<Duration>,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            claim_batch: 64,
+            lease: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(200),
+            send_timeout: Duration::from_secs(60),
+            content_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
+}
+
+/// The delivery loop. Many dispatchers, in one process or many, may share one queue.
+pub struct Dispatcher {
+    queue: Arc<dyn QueueStore>,
+    providers: Arc<dyn ProviderResolver>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    config: DispatcherConfig,
+    wake: Arc<Notify>,
+}
+
+const COMPLETION_BATCH: usize = 256;
+
+impl Dispatcher {
+    /// A dispatcher; `wake` lets an in-process send service signal new work.
+    pub fn new(
+        queue: Arc<dyn QueueStore>,
+        providers: Arc<dyn ProviderResolver>,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+        config: DispatcherConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self { queue, providers, clock, retry, config, wake }
+    }
+
+    /// Runs until `shutdown` is cancelled, then lets in-flight deliveries finish (up to the
+    /// send timeout) and records their outcomes. What is not finished stays leased and is taken
+    /// again by a dispatcher when the lease expires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let concurrency = this.config.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let (done_tx, done_rx) = mpsc::channel::<Completion>(concurrency * 2);
+        let completer = tokio::spawn(Arc::clone(&this).complete_loop(done_rx));
+        let purger = this.config.content_retention.map(|keep| tokio::spawn(Arc::clone(&this).purge_loop(keep, shutdown.clone())));
+
+        let mut backoff = this.config.poll_interval;
+        loop {
+            let first = tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let limit = (permits.available_permits() + 1).min(this.config.claim_batch.max(1) as usize) as u32;
+            let claimed = match this.queue.claim(limit, this.clock.now(), this.config.lease).await {
+                Ok(c) => {
+                    backoff = this.config.poll_interval;
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming messages failed; backing off");
+                    drop(first);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::select! { () = tokio::time::sleep(backoff) => {}, () = shutdown.cancelled() => break }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                drop(first);
+                tokio::select! {
+                    () = this.wake.notified() => {}
+                    () = tokio::time::sleep(this.config.poll_interval) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            let mut first = Some(first);
+            for message in claimed {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match Arc::clone(&permits).acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let this = Arc::clone(&this);
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let completion = this.deliver(message).await;
+                    // The completer outlives every delivery task, so this only fails at exit.
+                    let _ = done.send(completion).await;
+                    drop(permit);
+                });
+            }
+        }
+
+        // Drain: wait for in-flight deliveries, then for their completions to be written.
+        let grace = this.config.send_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(grace, permits.acquire_many(concurrency as u32)).await;
+        drop(done_tx);
+        let _ = completer.await;
+        if let Some(p) = purger {
+            let _ = p.await;
+        }
+    }
+
+    async fn complete_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Completion>) {
+        let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+        while rx.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=5 {
+                match self.queue.complete(&batch, self.clock.now()).await {
+                    Ok(applied) => {
+                        if applied < batch.len() {
+                            tracing::info!(skipped = batch.len() - applied, "completions skipped: lease lost to another worker");
+                        }
+                        break;
+                    }
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!(error = %e, attempt, "recording delivery outcomes failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        // The leases will expire and the messages will be delivered again:
+                        // at-least-once, never lost.
+                        tracing::error!(error = %e, count = batch.len(), "could not record delivery outcomes; messages will be retried after their lease");
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    async fn purge_loop(self: Arc<Self>, keep: Duration, shutdown: CancellationToken) {
+        let every = Duration::from_secs(3600).min(keep.max(Duration::from_secs(1)));
+        loop {
+            match self.queue.purge_content(self.clock.now().minus(keep)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "message content purged after retention"),
+                Err(e) => tracing::warn!(error = %e, "purging content failed"),
+            }
+            tokio::select! { () = tokio::time::sleep(every) => {}, () = shutdown.cancelled() => return }
+        }
+    }
+
+    /// Delivers one claimed message and decides its next state.
+    #[tracing::instrument(skip_all, fields(message.id = %message.id, attempt = message.attempt))]
+    async fn deliver(&self, message: ClaimedMessage) -> Completion {
+        if message.attempt > message.max_attempts {
+            let err = SendError::permanent(
+                "lease_expired",
+                "the worker delivering the last attempt stopped before recording its outcome",
+            );
+            return self.failure(&message, None, err);
+        }
+        let provider = match self.providers.resolve(&message.environment_id).await {
+            Ok(p) => p,
+            Err(e) => return self.failure(&message, None, e),
+        };
+        let name = provider.name().to_owned();
+        let result = match tokio::time::timeout(self.config.send_timeout, provider.send(&message)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::retryable(
+                "timeout",
+                format!("the provider did not answer within {} s", self.config.send_timeout.as_secs()),
+            )),
+        };
+        match result {
+            Ok(receipt) => {
+                let now = self.clock.now();
+                let data = json!({
+                    "attempt": message.attempt,
+                    "provider": name,
+                    "provider_message_id": receipt.provider_message_id,
+                });
+                let mut events =
+                    vec![NewEvent::for_message(message.environment_id, message.id, EventType::Sent, now, data.clone())];
+                let status = if receipt.final_delivery {
+                    events.push(NewEvent::for_message(message.environment_id, message.id, EventType::Delivered, now, data));
+                    MessageStatus::Delivered
+                } else {
+                    MessageStatus::Sent
+                };
+                tracing::debug!(provider = %name, status = %status, "attempt succeeded");
+                Completion {
+                    message_id: message.id,
+                    lease_token: message.lease_token,
+                    status,
+                    next_attempt_at: None,
+                    provider: Some(name),
+                    provider_message_id: receipt.provider_message_id,
+                    last_error: None,
+                    events,
+                }
+            }
+            Err(err) => self.failure(&message, Some(name), err),
+        }
+    }
+
+    fn failure(&self, message: &ClaimedMessage, provider: Option<String>, err: SendError) -> Completion {
+        let now = self.clock.now();
+        let reason = err.to_string();
+        let (status, next, event) = match &err {
+            SendError::Retryable { retry_after, .. } if message.attempt < message.max_attempts => {
+                let next = now.plus(self.retry.delay(message.attempt, *retry_after));
+                (MessageStatus::Queued, Some(next), EventType::Deferred)
+            }
+            SendError::Retryable { .. } | SendError::Permanent { .. } => (MessageStatus::Failed, None, EventType::Failed),
+        };
+        tracing::info!(code = err.code(), retryable = err.is_retryable(), status = %status, "attempt failed");
+        let data = json!({
+            "attempt": message.attempt,
+            "max_attempts": message.max_attempts,
+            "provider": provider,
+            "code": err.code(),
+            "retryable": err.is_retryable(),
+            "reason": reason,
+            "next_attempt_at": next.map(|t| t.to_rfc3339()),
+        });
+        Completion {
+            message_id: message.id,
+            lease_token: message.lease_token.clone(),
+            status,
+            next_attempt_at: next,
+            provider,
+            provider_message_id: None,
+            last_error: Some(reason),
+            events: vec![NewEvent::for_message(message.environment_id, message.id, event, now, data)],
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Domain core of mailgate: validated types, the send service, the dispatcher loop and the traits
+//! (storage, providers, clock) through which every piece of I/O happens.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, SQL or provider wire formats.
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod apikey;
+pub mod dispatcher;
+pub mod environment;
+pub mod event;
+pub mod ids;
+pub mod message;
+pub mod provider;
+pub mod retry;
+pub mod send;
+pub mod store;
+pub mod time;
+pub mod validation;
+
+pub use address::{EmailAddress, Mailbox};
+pub use ids::{ApiKeyId, EnvironmentId, EventId, MessageId};
+pub use time::{Clock, SystemClock, Timestamp};
+pub use validation::FieldError;

@@ -1,0 +1,173 @@
+//! The storage traits. `mailgate-store` implements them on SQLite and PostgreSQL; both pass the
+//! same contract suite. Every query about messages or events is scoped to an environment where
+//! the caller is scoped to one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::apikey::{ApiKeyRecord, KeyHash, NewApiKey};
+use crate::environment::{Environment, EnvironmentName};
+use crate::event::{Event, EventQuery, NewEvent};
+use crate::ids::{ApiKeyId, EnvironmentId, MessageId};
+use crate::message::{ClaimedMessage, Content, EnqueueOutcome, MessageRecord, MessageStatus, NewMessage};
+use crate::time::Timestamp;
+
+/// A storage failure. The source chain is kept for logs; callers see only the kind.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. an environment name taken).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database could not be reached or refused the operation.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be read back (a bug or a manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Environments.
+#[async_trait]
+pub trait EnvironmentStore: Send + Sync {
+    /// Creates an environment; `Conflict` if the name is taken.
+    async fn create_environment(&self, env: &Environment) -> Result<(), StoreError>;
+    /// All environments, by name.
+    async fn list_environments(&self) -> Result<Vec<Environment>, StoreError>;
+    /// The environment with this name or id.
+    async fn find_environment(&self, name_or_id: &str) -> Result<Option<Environment>, StoreError>;
+    /// Deletes an environment and everything in it; false if there was none.
+    async fn delete_environment(&self, id: &EnvironmentId) -> Result<bool, StoreError>;
+    /// Creates the environment `name` unless it exists; returns it either way.
+    async fn ensure_environment(&self, name: &EnvironmentName, now: Timestamp) -> Result<Environment, StoreError> {
+        if let Some(env) = self.find_environment(name.as_str()).await? {
+            return Ok(env);
+        }
+        let env = Environment { id: EnvironmentId::new(), name: name.clone(), created_at: now };
+        match self.create_environment(&env).await {
+            Ok(()) => Ok(env),
+            Err(StoreError::Conflict(_)) => self
+                .find_environment(name.as_str())
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("environment vanished after conflict".into())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// API keys (hashes only).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a key.
+    async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
+    /// The key with this hash, if it exists and is not revoked.
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// An environment's keys.
+    async fn list_api_keys(&self, env: &EnvironmentId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Deletes one of an environment's keys; false if there was none.
+    async fn delete_api_key(&self, env: &EnvironmentId, id: &ApiKeyId) -> Result<bool, StoreError>;
+    /// Whether any admin key exists.
+    async fn has_admin_key(&self) -> Result<bool, StoreError>;
+}
+
+/// The stored content of a message, while retained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredContent {
+    /// The content as accepted.
+    Retained(Box<Content>),
+    /// Purged after the retention period.
+    Purged,
+}
+
+/// Accepting and reading messages.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Stores a message and its `queued` event, durably, before returning. Concurrent calls are
+    /// committed together (group commit). An idempotency key already used in the environment
+    /// yields `Replayed` (same fingerprint) or `Conflict` (another fingerprint) and stores nothing.
+    async fn enqueue(&self, message: NewMessage) -> Result<EnqueueOutcome, StoreError>;
+    /// A message, if it exists in `env` (or anywhere when `env` is `None`).
+    async fn get_message(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    /// A message's content, if the message exists in `env`.
+    async fn get_content(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<StoredContent>, StoreError>;
+}
+
+/// The outcome of one attempt, as the dispatcher decided it; the store applies it atomically
+/// and only if the lease is still the claimer's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The message.
+    pub message_id: MessageId,
+    /// The claim's fencing token.
+    pub lease_token: String,
+    /// The new status (`queued` for a retry).
+    pub status: MessageStatus,
+    /// When the next attempt is due (retries only).
+    pub next_attempt_at: Option<Timestamp>,
+    /// The provider that handled the attempt.
+    pub provider: Option<String>,
+    /// The provider's message id, when sent.
+    pub provider_message_id: Option<String>,
+    /// The failure reason, when the attempt failed.
+    pub last_error: Option<String>,
+    /// Events to append with the change.
+    pub events: Vec<NewEvent>,
+}
+
+/// The delivery queue.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Claims up to `limit` due messages — queued and due, or sending with an expired lease —
+    /// marks them `sending` under a fresh lease until `now + lease`, and counts the attempt.
+    /// Concurrent claimers never receive the same message while its lease holds.
+    async fn claim(&self, limit: u32, now: Timestamp, lease: Duration) -> Result<Vec<ClaimedMessage>, StoreError>;
+    /// Applies completions in one transaction; a completion whose lease was lost is skipped.
+    /// Returns how many were applied.
+    async fn complete(&self, completions: &[Completion], now: Timestamp) -> Result<usize, StoreError>;
+    /// Erases the content of messages in a final state that changed before `before`; returns
+    /// how many.
+    async fn purge_content(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// The earliest `next_attempt_at` of a queued message, to sleep until it.
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+}
+
+/// Reading events.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events matching `query`, oldest first.
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+}
+
+/// A message stored by the `capture` provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedMessage {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its environment.
+    pub environment_id: EnvironmentId,
+    /// What was delivered.
+    pub content: Content,
+    /// When it was captured.
+    pub captured_at: Timestamp,
+}
+
+/// The capture provider's mailbox.
+#[async_trait]
+pub trait CaptureStore: Send + Sync {
+    /// Stores a delivered copy. Every delivery is stored, so duplicates stay visible.
+    async fn capture(&self, message: &CapturedMessage) -> Result<(), StoreError>;
+    /// The newest captured messages of an environment.
+    async fn list_captured(&self, env: &EnvironmentId, limit: u32) -> Result<Vec<CapturedMessage>, StoreError>;
+}
+
+/// Health of the storage backend.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Everything a backend provides.
+pub trait Storage: EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck {}
+
+impl<T> Storage for T where T: EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck {}
