@@ -1,0 +1,1 @@
+//! The HTTP TestApp (written by the server work).

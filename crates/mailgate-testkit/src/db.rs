@@ -1,0 +1,1 @@
+//! Per-test databases (written by the store work).
