@@ -1,0 +1,12 @@
+//! The HTTP API end to end: real requests over loopback against a server on a fresh database
+//! (SQLite, or PostgreSQL with `MAILGATE_TEST_BACKEND=postgres`).
+
+mod api {
+    mod emails;
+    mod environments;
+    mod errors;
+    mod events;
+    mod health;
+    mod keys;
+    pub mod support;
+}
