@@ -1,1 +1,141 @@
-//! placeholder
+//! mailgate's storage traits (`mailgate_core::store`) on SQLite and PostgreSQL: connection set-up,
+//! embedded migrations, the group-committed enqueue and the leased queue claim.
+//!
+//! Architecture invariant: this is the only crate that knows SQL.
+#![forbid(unsafe_code)]
+
+mod error;
+mod group_commit;
+mod pools;
+mod rows;
+mod store;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailgate_core::store::Storage;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::pools::Pools;
+use crate::store::SqlStore;
+
+/// Which database a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Tuning of the connection pool and the enqueue writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections in the pool at most.
+    pub max_connections: u32,
+    /// Messages committed together in one enqueue transaction at most.
+    pub group_commit_max: usize,
+    /// How long SQLite waits for the write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, group_commit_max: 256, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Why a database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is not a `sqlite:` or `postgres:` URL, or could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The database could not be reached or opened.
+    #[error("could not connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// The embedded migrations could not be applied.
+    #[error("could not migrate the database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// An open database: a connection pool plus the background enqueue writer.
+#[derive(Clone)]
+pub struct Database {
+    store: Arc<SqlStore>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("backend", &self.backend()).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Connects to `sqlite://PATH` / `sqlite:PATH` (file created if missing; parent dir must
+    /// exist) or `postgres://…`/`postgresql://…`. Does not migrate.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Database, OpenError> {
+        let pools = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| OpenError::InvalidUrl(format!("not a usable SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(options.busy_timeout);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect)
+                .await
+                .map_err(OpenError::Connect)?;
+            Pools::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // The parse error is not echoed: it could quote the password.
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|_| OpenError::InvalidUrl("not a usable PostgreSQL URL".into()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect)
+                .await
+                .map_err(OpenError::Connect)?;
+            Pools::Postgres(pool)
+        } else {
+            return Err(OpenError::InvalidUrl("expected a sqlite: or postgres:// URL".into()));
+        };
+        Ok(Database { store: Arc::new(SqlStore::new(pools, options.group_commit_max)) })
+    }
+
+    /// Applies the embedded migrations; idempotent, and serialized across processes on
+    /// PostgreSQL by an advisory lock.
+    pub async fn migrate(&self) -> Result<(), OpenError> {
+        match self.store.pools() {
+            Pools::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pools::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .map_err(OpenError::Migrate)
+    }
+
+    /// The storage traits on this database.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.store.clone()
+    }
+
+    /// Which backend this database uses.
+    pub fn backend(&self) -> Backend {
+        match self.store.pools() {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Commits what the enqueue writer holds, stops it and closes the pool; later calls fail
+    /// with `Unavailable`.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,58 @@
+//! The connection pool of either backend, and the macro that runs the same code on both.
+
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+/// A pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub(crate) enum Pools {
+    /// SQLite (one writer at a time).
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+impl Pools {
+    /// Closes the pool, waiting for checked-out connections to come back.
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool. The body is compiled once per backend,
+/// so SQL shared by both (written with `$n` placeholders, which SQLite also accepts) lives once.
+macro_rules! with_pool {
+    ($pools:expr, $pool:ident => $body:expr) => {
+        match $pools {
+            $crate::pools::Pools::Sqlite($pool) => $body,
+            $crate::pools::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Starting a transaction that will write.
+pub(crate) trait BeginWrite {
+    /// The backend.
+    type Db: sqlx::Database;
+    /// Begins a write transaction.
+    async fn begin_write(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = Sqlite;
+    /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
+    /// transaction that reads before it writes never fails with `SQLITE_BUSY_SNAPSHOT`.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}

@@ -1,0 +1,110 @@
+//! The enqueue path: serializing a message, handing it to the group-commit writer, and the
+//! batch transaction the writer runs.
+
+use mailgate_core::event::{EventType, NewEvent};
+use mailgate_core::message::{EnqueueOutcome, NewMessage};
+use mailgate_core::store::StoreError;
+use tokio::sync::oneshot;
+
+use super::{insert_event, SqlStore};
+use crate::error::{Closed, WriterGone};
+use crate::group_commit::Request;
+use crate::pools::{with_pool, BeginWrite, Pools};
+use crate::rows::{parse_id, to_json};
+
+/// A message with its JSON columns already serialized, so the batch can only fail in SQL.
+pub(crate) struct PreparedMessage {
+    message: NewMessage,
+    content: String,
+    tags: String,
+    metadata: String,
+    provider_options: Option<String>,
+    queued_event: NewEvent,
+}
+
+impl PreparedMessage {
+    fn new(message: NewMessage) -> Result<Self, StoreError> {
+        let recipients = message.content.recipients().count();
+        let queued_event = NewEvent::for_message(
+            message.environment_id,
+            message.id,
+            EventType::Queued,
+            message.created_at,
+            serde_json::json!({ "recipients": recipients }),
+        );
+        Ok(Self {
+            content: to_json("messages.content", &message.content)?,
+            tags: to_json("messages.tags", &message.tags)?,
+            metadata: to_json("messages.metadata", &message.metadata)?,
+            provider_options: message.provider_options.as_ref().map(|v| to_json("messages.provider_options", v)).transpose()?,
+            queued_event,
+            message,
+        })
+    }
+}
+
+impl SqlStore {
+    /// Enqueues through the writer and waits for its commit.
+    pub(super) async fn enqueue_grouped(&self, message: NewMessage) -> Result<EnqueueOutcome, StoreError> {
+        let prepared = PreparedMessage::new(message)?;
+        let writer = self.writer().ok_or_else(|| StoreError::Unavailable(Box::new(Closed)))?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(Request { message: prepared, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable(Box::new(Closed)))?;
+        answer.await.map_err(|_| StoreError::Unavailable(Box::new(WriterGone)))?
+    }
+}
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
+     provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, next_attempt_at, \
+     created_at, updated_at) \
+     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10) \
+     ON CONFLICT (environment_id, idempotency_key) DO NOTHING RETURNING id";
+
+const FIND_IDEMPOTENT: &str =
+    "SELECT id, idempotency_fingerprint FROM messages WHERE environment_id = $1 AND idempotency_key = $2";
+
+/// Stores a batch and the `queued` event of each new message in one transaction. An
+/// idempotency key already used (before or earlier in this batch) stores nothing and yields
+/// `Replayed` or `Conflict`.
+pub(crate) async fn write_batch(pools: &Pools, batch: &[&PreparedMessage]) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
+    with_pool!(pools, pool => {
+        let mut tx = pool.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            let m = &p.message;
+            let key = m.idempotency.as_ref().map(|i| i.key.as_str());
+            let inserted: Option<String> = sqlx::query_scalar(INSERT_MESSAGE)
+                .bind(m.id.to_string())
+                .bind(m.environment_id.to_string())
+                .bind(&p.content)
+                .bind(&p.tags)
+                .bind(&p.metadata)
+                .bind(p.provider_options.as_deref())
+                .bind(key)
+                .bind(m.idempotency.as_ref().map(|i| i.fingerprint.as_str()))
+                .bind(i64::from(m.max_attempts))
+                .bind(m.created_at.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let outcome = if inserted.is_some() {
+                insert_event!(&mut *tx, &p.queued_event)?;
+                EnqueueOutcome::Created(m.id)
+            } else {
+                let (id, fingerprint): (String, Option<String>) = sqlx::query_as(FIND_IDEMPOTENT)
+                    .bind(m.environment_id.to_string())
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let id = parse_id("messages.id", &id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let same = m.idempotency.as_ref().map(|i| i.fingerprint.as_str()) == fingerprint.as_deref();
+                if same { EnqueueOutcome::Replayed(id) } else { EnqueueOutcome::Conflict(id) }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    })
+}

@@ -1,0 +1,83 @@
+//! `SqlStore`: the storage traits implemented once over both backends.
+
+mod captures;
+pub(crate) mod enqueue;
+mod environments;
+mod events;
+mod keys;
+mod messages;
+mod queue;
+
+use std::sync::Mutex;
+
+use mailgate_core::store::{HealthCheck, StoreError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::db_error;
+use crate::group_commit::{self, Request};
+use crate::pools::{with_pool, Pools};
+
+/// The storage of one database: its pool and the enqueue writer's inbox.
+pub(crate) struct SqlStore {
+    pools: Pools,
+    writer: Mutex<Option<mpsc::Sender<Request>>>,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqlStore {
+    /// Wraps a pool and starts its enqueue writer.
+    pub(crate) fn new(pools: Pools, group_commit_max: usize) -> Self {
+        let (tx, task) = group_commit::spawn(pools.clone(), group_commit_max);
+        Self { pools, writer: Mutex::new(Some(tx)), writer_task: Mutex::new(Some(task)) }
+    }
+
+    /// The pool.
+    pub(crate) fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Lets the writer finish what it holds, then closes the pool.
+    pub(crate) async fn close(&self) {
+        drop(lock(&self.writer).take());
+        let task = lock(&self.writer_task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.pools.close().await;
+    }
+
+    /// The writer's inbox, unless the store is closed.
+    fn writer(&self) -> Option<mpsc::Sender<Request>> {
+        lock(&self.writer).clone()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (the guarded values stay consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Appends one event (a `NewEvent`) on a connection or transaction.
+macro_rules! insert_event {
+    ($conn:expr, $event:expr) => {{
+        let e: &mailgate_core::event::NewEvent = $event;
+        sqlx::query("INSERT INTO events (id, environment_id, message_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(e.id.to_string())
+            .bind(e.environment_id.to_string())
+            .bind(e.message_id.map(|m| m.to_string()))
+            .bind(e.event_type.as_str())
+            .bind(e.created_at.0)
+            .bind(e.data.to_string())
+            .execute($conn)
+            .await
+    }};
+}
+pub(crate) use insert_event;
+
+#[async_trait::async_trait]
+impl HealthCheck for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(&self.pools, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_error))
+    }
+}
