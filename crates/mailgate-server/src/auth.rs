@@ -24,11 +24,21 @@ pub struct Principal {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         let hash = ApiKeySecret::from_presented(token).hash();
-        let record = state.storage.find_api_key(&hash).await?.ok_or_else(ApiError::unauthorized)?;
-        Ok(Self { scope: record.scope, key_id: record.id })
+        let record = state
+            .storage
+            .find_api_key(&hash)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(Self {
+            scope: record.scope,
+            key_id: record.id,
+        })
     }
 }
 
@@ -37,7 +47,10 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
+    (scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && !token.contains(char::is_whitespace))
+    .then_some(token)
 }
 
 impl Principal {
@@ -82,7 +95,10 @@ impl Principal {
                 None => Err(ApiError::not_found("environment").with_field(field)),
             },
             (KeyScope::Environment(own), requested) => {
-                let env = storage.find_environment(&own.to_string()).await?.ok_or_else(ApiError::unauthorized)?;
+                let env = storage
+                    .find_environment(&own.to_string())
+                    .await?
+                    .ok_or_else(ApiError::unauthorized)?;
                 match requested {
                     Some(name) if name != env.name.as_str() && name != env.id.to_string() => {
                         Err(ApiError::forbidden_environment().with_field(field))
@@ -101,12 +117,14 @@ impl Principal {
         requested: Option<&str>,
         field: &str,
     ) -> Result<Environment, ApiError> {
-        self.environment(storage, requested, field).await?.ok_or_else(|| {
-            ApiError::field(mailgate_core::FieldError::new(
-                "environment_required",
-                field,
-                "an admin key must name the environment",
-            ))
-        })
+        self.environment(storage, requested, field)
+            .await?
+            .ok_or_else(|| {
+                ApiError::field(mailgate_core::FieldError::new(
+                    "environment_required",
+                    field,
+                    "an admin key must name the environment",
+                ))
+            })
     }
 }

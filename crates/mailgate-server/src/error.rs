@@ -25,8 +25,18 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, a code and a message for people.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), field: None, source: None }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            source: None,
+        }
     }
 
     /// The same error, naming the offending field.
@@ -45,24 +55,45 @@ impl ApiError {
         self.code
     }
 
+    /// The path of the offending field, if any.
+    pub fn field_path(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
     /// 401: no key, a malformed key or an unknown key.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required: Authorization: Bearer KEY")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer KEY",
+        )
     }
 
     /// 403: the key belongs to another environment.
     pub fn forbidden_environment() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden_environment", "this key may not act on that environment")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_environment",
+            "this key may not act on that environment",
+        )
     }
 
     /// 403: the operation needs an admin key.
     pub fn admin_required() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "admin_required", "this operation needs an admin key")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "admin_required",
+            "this operation needs an admin key",
+        )
     }
 
     /// 404: nothing here (or nothing this key may see).
     pub fn not_found(what: &'static str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 400: the body is not JSON.
@@ -85,20 +116,38 @@ impl ApiError {
             "body_too_large" | "attachments_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        Self { status, code: err.code, message: err.message.into(), field: Some(err.field), source: None }
+        Self {
+            status,
+            code: err.code,
+            message: err.message.into(),
+            field: Some(err.field),
+            source: None,
+        }
     }
 
     /// 503 (or 500 for corrupt data) from a storage failure; the cause is logged, not shown.
     pub fn store(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
+            StoreError::Conflict(_) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the resource already exists",
+            ),
             StoreError::Corrupt(_) => Self {
                 source: Some(Box::new(err)),
-                ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+                ..Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred",
+                )
             },
             StoreError::Unavailable(_) => Self {
                 source: Some(Box::new(err)),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable")
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unavailable",
+                )
             },
         }
     }
@@ -107,12 +156,18 @@ impl ApiError {
     pub fn from_status(status: StatusCode) -> Self {
         let (code, message) = match status {
             StatusCode::NOT_FOUND => ("not_found", "no such route"),
-            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed on this route"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            ),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-            StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-                ("timeout", "the request took too long")
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body must be application/json"),
+            StatusCode::REQUEST_TIMEOUT
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => ("timeout", "the request took too long"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "the body must be application/json",
+            ),
             s if s.is_server_error() => ("internal_error", "an internal error occurred"),
             _ => ("bad_request", "the request could not be handled"),
         };
@@ -122,7 +177,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
     }
 }
 
@@ -182,10 +243,18 @@ impl IntoResponse for ApiError {
         if let Some(source) = &self.source {
             tracing::error!(code = self.code, error = %chain(source.as_ref()), "request failed");
         }
-        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

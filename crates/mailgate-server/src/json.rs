@@ -25,8 +25,15 @@ impl FromRequest<AppState> for JsonBody {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(ct) = req.headers().get(CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default();
-            let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-            if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if mime != "application/json"
+                && !(mime.starts_with("application/") && mime.ends_with("+json"))
+            {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
@@ -38,7 +45,11 @@ impl FromRequest<AppState> for JsonBody {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(state.config.max_request_bytes)
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the request body could not be read")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the request body could not be read",
+                )
             }
         })?;
         let value = serde_json::from_slice(&bytes)
@@ -55,7 +66,11 @@ pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
         let message = err.inner().to_string();
         let (code, field) = if let Some(name) = quoted_after(&message, "unknown field `") {
             // The path usually ends at the unknown key already; make sure it does.
-            let field = if path.ends_with(name) { path.clone() } else { join(&path, name) };
+            let field = if path.ends_with(name) {
+                path.clone()
+            } else {
+                join(&path, name)
+            };
             ("unknown_field", field)
         } else if let Some(name) = quoted_after(&message, "missing field `") {
             ("missing_field", join(&path, name))
@@ -63,7 +78,11 @@ pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
             ("invalid_field", path)
         };
         let field = if field == "." { String::new() } else { field };
-        let message = message.split(", expected one of").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(", expected one of")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
     })
 }
@@ -109,15 +128,15 @@ mod tests {
     fn errors_name_their_field() {
         let e = parse::<Outer>(&json!({"nme": "x"})).unwrap_err();
         assert_eq!((e.code(), e.status().as_u16()), ("unknown_field", 422));
-        assert_eq!(format!("{e:?}").contains("Some(\"nme\")"), true, "{e:?}");
+        assert_eq!(e.field_path(), Some("nme"));
         let e = parse::<Outer>(&json!({"items": [{"a": "x"}, {"a": 1}]})).unwrap_err();
         assert_eq!(e.code(), "invalid_field");
-        assert!(format!("{e:?}").contains("Some(\"items[1].a\")"), "{e:?}");
+        assert_eq!(e.field_path(), Some("items[1].a"));
         let e = parse::<Outer>(&json!({"items": [{}]})).unwrap_err();
         assert_eq!(e.code(), "missing_field");
-        assert!(format!("{e:?}").contains("Some(\"items[0].a\")"), "{e:?}");
+        assert_eq!(e.field_path(), Some("items[0].a"));
         let e = parse::<Outer>(&json!({"items": [{"a": "x", "b": 1}]})).unwrap_err();
         assert_eq!(e.code(), "unknown_field");
-        assert!(format!("{e:?}").contains("Some(\"items[0].b\")"), "{e:?}");
+        assert_eq!(e.field_path(), Some("items[0].b"));
     }
 }

@@ -19,7 +19,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 15 * 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        Self {
+            max_request_bytes: 15 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
 

@@ -104,9 +104,18 @@ impl TestAppBuilder {
 
     /// Also runs a dispatcher delivering through `providers`; its retry policy is the send
     /// service's too.
-    pub fn with_dispatcher(mut self, providers: Arc<dyn ProviderResolver>, retry: RetryPolicy, config: DispatcherConfig) -> Self {
+    pub fn with_dispatcher(
+        mut self,
+        providers: Arc<dyn ProviderResolver>,
+        retry: RetryPolicy,
+        config: DispatcherConfig,
+    ) -> Self {
         self.retry = retry;
-        self.dispatcher = Some(DispatcherSpec { providers, retry, config });
+        self.dispatcher = Some(DispatcherSpec {
+            providers,
+            retry,
+            config,
+        });
         self
     }
 
@@ -117,8 +126,12 @@ impl TestAppBuilder {
         let database = db.open().await;
         let storage = database.storage();
         let now = self.clock.now();
-        let default = EnvironmentName::parse(DEFAULT_ENVIRONMENT).expect("default environment name");
-        storage.ensure_environment(&default, now).await.expect("create the default environment");
+        let default =
+            EnvironmentName::parse(DEFAULT_ENVIRONMENT).expect("default environment name");
+        storage
+            .ensure_environment(&default, now)
+            .await
+            .expect("create the default environment");
         let admin = ApiKeySecret::generate();
         let record = ApiKeyRecord {
             id: ApiKeyId::new(),
@@ -127,22 +140,50 @@ impl TestAppBuilder {
             hint: admin.hint(),
             created_at: now,
         };
-        storage.insert_api_key(&NewApiKey { record, hash: admin.hash() }).await.expect("insert the admin key");
+        storage
+            .insert_api_key(&NewApiKey {
+                record,
+                hash: admin.hash(),
+            })
+            .await
+            .expect("insert the admin key");
 
         let wake = Arc::new(Notify::new());
-        let send = SendService::new(storage.clone(), Arc::clone(&self.clock), self.limits, self.retry, Arc::clone(&wake));
-        let state = AppState { storage: Arc::clone(&storage), send, clock: Arc::clone(&self.clock), config: Arc::new(self.server) };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let send = SendService::new(
+            storage.clone(),
+            Arc::clone(&self.clock),
+            self.limits,
+            self.retry,
+            Arc::clone(&wake),
+        );
+        let state = AppState {
+            storage: Arc::clone(&storage),
+            send,
+            clock: Arc::clone(&self.clock),
+            config: Arc::new(self.server),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            mailgate_server::serve(listener, state, token).await.expect("server failed");
+            mailgate_server::serve(listener, state, token)
+                .await
+                .expect("server failed");
         }));
         if let Some(spec) = self.dispatcher {
             let queue: Arc<dyn mailgate_core::store::QueueStore> = storage.clone();
-            let dispatcher = Dispatcher::new(queue, spec.providers, Arc::clone(&self.clock), spec.retry, spec.config, wake);
+            let dispatcher = Dispatcher::new(
+                queue,
+                spec.providers,
+                Arc::clone(&self.clock),
+                spec.retry,
+                spec.config,
+                wake,
+            );
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
         TestApp {
@@ -176,22 +217,40 @@ impl TestApp {
 
     /// `POST path` with a JSON body and a bearer key.
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("POST failed")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST failed")
     }
 
     /// `GET path` with a bearer key.
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(key).send().await.expect("GET failed")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET failed")
     }
 
     /// `DELETE path` with a bearer key.
     pub async fn delete(&self, path: &str, key: &str) -> reqwest::Response {
-        self.client.delete(self.url(path)).bearer_auth(key).send().await.expect("DELETE failed")
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("DELETE failed")
     }
 
     /// Creates an environment with the admin key; returns its id.
     pub async fn create_env(&self, name: &str) -> String {
-        let response = self.post_json("/v1/environments", &self.admin_key, &json!({"name": name})).await;
+        let response = self
+            .post_json("/v1/environments", &self.admin_key, &json!({"name": name}))
+            .await;
         assert_eq!(response.status(), 201, "creating environment {name}");
         let body: Value = response.json().await.expect("environment JSON");
         body["id"].as_str().expect("environment id").to_owned()
@@ -200,7 +259,9 @@ impl TestApp {
     /// Creates a key for environment `env` (name or id) with the admin key; returns its secret.
     pub async fn create_key(&self, env: &str) -> String {
         let path = format!("/v1/environments/{env}/keys");
-        let response = self.post_json(&path, &self.admin_key, &json!({"name": "test key"})).await;
+        let response = self
+            .post_json(&path, &self.admin_key, &json!({"name": "test key"}))
+            .await;
         assert_eq!(response.status(), 201, "creating a key for {env}");
         let body: Value = response.json().await.expect("key JSON");
         body["key"].as_str().expect("key secret").to_owned()

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use mailgate_core::address::Mailbox;
 use mailgate_core::event::Event;
-use mailgate_core::message::{decode_base64, Attachment, Content, Header, MessageRecord, MessageStatus};
+use mailgate_core::message::{
+    decode_base64, Attachment, Content, Header, MessageRecord, MessageStatus,
+};
 use mailgate_core::send::SendRequest;
 use mailgate_core::validation::check_header_value;
 use mailgate_core::FieldError;
@@ -85,7 +87,11 @@ pub struct AttachmentIn {
 impl SendEmailIn {
     /// Refuses the template fields, which are reserved until templates exist.
     pub fn reject_templates(&self) -> Result<(), FieldError> {
-        for (name, value) in [("usage", &self.usage), ("data", &self.data), ("locale", &self.locale)] {
+        for (name, value) in [
+            ("usage", &self.usage),
+            ("data", &self.data),
+            ("locale", &self.locale),
+        ] {
             if value.is_some() {
                 return Err(FieldError::new(
                     "templates_not_supported",
@@ -102,7 +108,13 @@ impl SendEmailIn {
     pub fn into_request(self) -> Result<SendRequest, FieldError> {
         self.reject_templates()?;
         let from = match &self.from {
-            None | Some(Value::Null) => return Err(FieldError::new("missing_sender", "from", "from is required")),
+            None | Some(Value::Null) => {
+                return Err(FieldError::new(
+                    "missing_sender",
+                    "from",
+                    "from is required",
+                ))
+            }
             Some(v) => mailbox(v, "from")?,
         };
         let subject = self.subject.unwrap_or_default();
@@ -159,33 +171,56 @@ impl AttachmentIn {
                 "file names are 1–255 characters without '/' or '\\'",
             ));
         }
-        let content_type = self.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+        let content_type = self
+            .content_type
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
         let type_field = format!("{field}.content_type");
         check_header_value(&type_field, &content_type)?;
         if !is_mime_type(&content_type) {
-            return Err(FieldError::new("invalid_content_type", type_field, "content_type must look like type/subtype"));
+            return Err(FieldError::new(
+                "invalid_content_type",
+                type_field,
+                "content_type must look like type/subtype",
+            ));
         }
         let content_id = match self.content_id {
             Some(cid) => {
                 let cid_field = format!("{field}.content_id");
                 check_header_value(&cid_field, &cid)?;
-                let cid = cid.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+                let cid = cid
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned();
                 if cid.is_empty() || cid.len() > 255 || cid.contains(['<', '>', ' ']) {
-                    return Err(FieldError::new("invalid_content_id", cid_field, "content_id is 1–255 characters without spaces or angle brackets"));
+                    return Err(FieldError::new(
+                        "invalid_content_id",
+                        cid_field,
+                        "content_id is 1–255 characters without spaces or angle brackets",
+                    ));
                 }
                 Some(cid)
             }
             None => None,
         };
         let content = decode_base64(&format!("{field}.content"), &self.content)?;
-        Ok(Attachment { filename: self.filename, content_type, content, content_id })
+        Ok(Attachment {
+            filename: self.filename,
+            content_type,
+            content,
+            content_id,
+        })
     }
 }
 
 /// `type/subtype` with RFC 2045 token characters, optionally followed by `; parameters`.
 fn is_mime_type(s: &str) -> bool {
     let essence = s.split(';').next().unwrap_or_default().trim();
-    let is_token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b));
+    let is_token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+    };
     matches!(essence.split_once('/'), Some((ty, sub)) if is_token(ty) && is_token(sub))
 }
 
@@ -193,7 +228,11 @@ fn check_tag(tag: &str, field: &str) -> Result<(), FieldError> {
     check_header_value(field, tag)?;
     let len = tag.chars().count();
     if len == 0 || len > MAX_TAG_CHARS {
-        return Err(FieldError::new("invalid_tag", field, format!("tags are 1–{MAX_TAG_CHARS} characters")));
+        return Err(FieldError::new(
+            "invalid_tag",
+            field,
+            format!("tags are 1–{MAX_TAG_CHARS} characters"),
+        ));
     }
     Ok(())
 }
@@ -204,7 +243,11 @@ fn check_metadata(key: &str, value: &str) -> Result<(), FieldError> {
     check_header_value(&field, value)?;
     let key_len = key.chars().count();
     if key_len == 0 || key_len > MAX_METADATA_KEY_CHARS {
-        return Err(FieldError::new("invalid_metadata", field, format!("metadata keys are 1–{MAX_METADATA_KEY_CHARS} characters")));
+        return Err(FieldError::new(
+            "invalid_metadata",
+            field,
+            format!("metadata keys are 1–{MAX_METADATA_KEY_CHARS} characters"),
+        ));
     }
     if value.chars().count() > MAX_METADATA_VALUE_CHARS {
         return Err(FieldError::new(
@@ -220,7 +263,11 @@ fn check_metadata(key: &str, value: &str) -> Result<(), FieldError> {
 fn mailboxes(value: Option<&Value>, field: &str) -> Result<Vec<Mailbox>, FieldError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| mailbox(v, &format!("{field}[{i}]"))).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| mailbox(v, &format!("{field}[{i}]")))
+            .collect(),
         Some(one) => Ok(vec![mailbox(one, field)?]),
     }
 }
@@ -231,19 +278,39 @@ fn mailbox(value: &Value, field: &str) -> Result<Mailbox, FieldError> {
         Value::String(s) => Mailbox::parse(s, field),
         Value::Object(map) => {
             if let Some(key) = map.keys().find(|k| *k != "email" && *k != "name") {
-                return Err(FieldError::new("unknown_field", format!("{field}.{key}"), format!("unknown field `{key}`")));
+                return Err(FieldError::new(
+                    "unknown_field",
+                    format!("{field}.{key}"),
+                    format!("unknown field `{key}`"),
+                ));
             }
             let email = match map.get("email") {
                 Some(Value::String(s)) => s,
                 None | Some(Value::Null) => {
-                    return Err(FieldError::new("missing_field", format!("{field}.email"), "missing field `email`"))
+                    return Err(FieldError::new(
+                        "missing_field",
+                        format!("{field}.email"),
+                        "missing field `email`",
+                    ))
                 }
-                Some(_) => return Err(FieldError::new("invalid_field", format!("{field}.email"), "email must be a string")),
+                Some(_) => {
+                    return Err(FieldError::new(
+                        "invalid_field",
+                        format!("{field}.email"),
+                        "email must be a string",
+                    ))
+                }
             };
             let name = match map.get("name") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => return Err(FieldError::new("invalid_field", format!("{field}.name"), "name must be a string")),
+                Some(_) => {
+                    return Err(FieldError::new(
+                        "invalid_field",
+                        format!("{field}.name"),
+                        "name must be a string",
+                    ))
+                }
             };
             Mailbox::from_parts(email, name, field)
         }
@@ -306,7 +373,8 @@ impl EmailOut {
             status: record.status,
             attempts: record.attempts,
             max_attempts: record.max_attempts,
-            next_attempt_at: (record.status == MessageStatus::Queued).then(|| record.next_attempt_at.to_rfc3339()),
+            next_attempt_at: (record.status == MessageStatus::Queued)
+                .then(|| record.next_attempt_at.to_rfc3339()),
             provider: record.provider,
             provider_message_id: record.provider_message_id,
             last_error: record.last_error,

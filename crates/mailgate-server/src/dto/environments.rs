@@ -34,7 +34,11 @@ pub struct EnvironmentOut {
 
 impl From<Environment> for EnvironmentOut {
     fn from(e: Environment) -> Self {
-        Self { id: e.id.to_string(), name: e.name.to_string(), created_at: e.created_at.to_rfc3339() }
+        Self {
+            id: e.id.to_string(),
+            name: e.name.to_string(),
+            created_at: e.created_at.to_rfc3339(),
+        }
     }
 }
 
@@ -52,7 +56,11 @@ impl KeyIn {
         check_header_value("name", &self.name)?;
         let name = self.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(FieldError::new("invalid_name", "name", "key names are 1–100 characters"));
+            return Err(FieldError::new(
+                "invalid_name",
+                "name",
+                "key names are 1–100 characters",
+            ));
         }
         Ok(name)
     }
@@ -79,7 +87,13 @@ impl From<ApiKeyRecord> for KeyOut {
             KeyScope::Admin => None,
             KeyScope::Environment(id) => Some(id.to_string()),
         };
-        Self { id: k.id.to_string(), name: k.name, hint: k.hint, environment, created_at: k.created_at.to_rfc3339() }
+        Self {
+            id: k.id.to_string(),
+            name: k.name,
+            hint: k.hint,
+            environment,
+            created_at: k.created_at.to_rfc3339(),
+        }
     }
 }
 

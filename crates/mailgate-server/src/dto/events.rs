@@ -77,26 +77,40 @@ impl EventsParams {
 
     /// The store query for these parameters; `limit` is the page size (fetch one more to know
     /// whether another page follows).
-    pub fn to_query(&self, environment_id: Option<EnvironmentId>) -> Result<EventQuery, FieldError> {
+    pub fn to_query(
+        &self,
+        environment_id: Option<EnvironmentId>,
+    ) -> Result<EventQuery, FieldError> {
         let types = match self.types.as_deref().filter(|s| !s.is_empty()) {
             None => Vec::new(),
             Some(list) => list
                 .split(',')
                 .map(|t| {
                     EventType::parse(t.trim()).ok_or_else(|| {
-                        FieldError::new("invalid_event_type", "type", format!("'{}' is not an event type", t.trim()))
+                        FieldError::new(
+                            "invalid_event_type",
+                            "type",
+                            format!("'{}' is not an event type", t.trim()),
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,
         };
         let message_id = match self.message_id.as_deref().filter(|s| !s.is_empty()) {
             None => None,
-            Some(s) => Some(MessageId::parse(s).map_err(|_| FieldError::new("invalid_id", "message_id", "not a message id"))?),
+            Some(s) => Some(
+                MessageId::parse(s)
+                    .map_err(|_| FieldError::new("invalid_id", "message_id", "not a message id"))?,
+            ),
         };
         let since = match self.since.as_deref().filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => Some(Timestamp::parse(s).ok_or_else(|| {
-                FieldError::new("invalid_timestamp", "since", "since must be RFC 3339 or milliseconds since the epoch")
+                FieldError::new(
+                    "invalid_timestamp",
+                    "since",
+                    "since must be RFC 3339 or milliseconds since the epoch",
+                )
             })?),
         };
         let limit = match self.limit.as_deref().filter(|s| !s.is_empty()) {
@@ -105,7 +119,13 @@ impl EventsParams {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| FieldError::new("invalid_limit", "limit", format!("limit must be 1–{MAX_LIMIT}")))?,
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "invalid_limit",
+                        "limit",
+                        format!("limit must be 1–{MAX_LIMIT}"),
+                    )
+                })?,
         };
         let after_seq = match self.cursor.as_deref().filter(|s| !s.is_empty()) {
             None => None,
@@ -113,10 +133,23 @@ impl EventsParams {
                 s.strip_prefix(CURSOR_PREFIX)
                     .and_then(|n| n.parse::<i64>().ok())
                     .filter(|n| *n >= 0)
-                    .ok_or_else(|| FieldError::new("invalid_cursor", "cursor", "not a cursor returned by this API"))?,
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "invalid_cursor",
+                            "cursor",
+                            "not a cursor returned by this API",
+                        )
+                    })?,
             ),
         };
-        Ok(EventQuery { environment_id, message_id, types, since, after_seq, limit })
+        Ok(EventQuery {
+            environment_id,
+            message_id,
+            types,
+            since,
+            after_seq,
+            limit,
+        })
     }
 }
 

@@ -44,31 +44,53 @@ async fn send(
 ) -> Result<Response, ApiError> {
     let input: SendEmailIn = json::parse(&body)?;
     input.reject_templates()?;
-    let env = principal.required_environment(storage.as_ref(), input.environment.as_deref(), "environment").await?;
+    let env = principal
+        .required_environment(
+            storage.as_ref(),
+            input.environment.as_deref(),
+            "environment",
+        )
+        .await?;
     let idempotency = idempotency(&headers, &env, body)?;
     let request = input.into_request()?;
     let outcome = service.send(&env, request, idempotency).await?;
     Ok(match outcome {
         SendOutcome::Accepted(id) => (StatusCode::ACCEPTED, Json(accepted(id))).into_response(),
-        SendOutcome::Replayed(id) => {
-            (StatusCode::OK, [(REPLAYED, HeaderValue::from_static("true"))], Json(accepted(id))).into_response()
-        }
+        SendOutcome::Replayed(id) => (
+            StatusCode::OK,
+            [(REPLAYED, HeaderValue::from_static("true"))],
+            Json(accepted(id)),
+        )
+            .into_response(),
     })
 }
 
 fn accepted(id: MessageId) -> SendEmailOut {
-    SendEmailOut { id: id.to_string(), status: MessageStatus::Queued }
+    SendEmailOut {
+        id: id.to_string(),
+        status: MessageStatus::Queued,
+    }
 }
 
 /// The `Idempotency-Key` header with the fingerprint of the request: its canonical JSON (sorted
 /// keys, no whitespace) together with the environment it was sent to.
-fn idempotency(headers: &HeaderMap, env: &Environment, body: Value) -> Result<Option<Idempotency>, ApiError> {
+fn idempotency(
+    headers: &HeaderMap,
+    env: &Environment,
+    body: Value,
+) -> Result<Option<Idempotency>, ApiError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     let key = raw
         .to_str()
-        .map_err(|_| FieldError::new("invalid_idempotency_key", "Idempotency-Key", "idempotency keys are printable ASCII"))
+        .map_err(|_| {
+            FieldError::new(
+                "invalid_idempotency_key",
+                "Idempotency-Key",
+                "idempotency keys are printable ASCII",
+            )
+        })
         .and_then(IdempotencyKey::parse)?;
     let canonical = json!({"environment": env.id.to_string(), "body": body});
     Ok(Some(Idempotency::new(key, &canonical)))
@@ -82,7 +104,10 @@ async fn show(
 ) -> Result<Json<EmailOut>, ApiError> {
     let id = MessageId::parse(&id).map_err(|_| ApiError::not_found("message"))?;
     let scope = principal.environment_id();
-    let record = storage.get_message(scope.as_ref(), &id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    let record = storage
+        .get_message(scope.as_ref(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
     let query = EventQuery {
         environment_id: Some(record.environment_id),
         message_id: Some(id),

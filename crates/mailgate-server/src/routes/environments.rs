@@ -32,7 +32,11 @@ async fn create(
 ) -> Result<(StatusCode, Json<EnvironmentOut>), ApiError> {
     principal.require_admin()?;
     let input: EnvironmentIn = json::parse(&body)?;
-    let env = Environment { id: EnvironmentId::new(), name: EnvironmentName::parse(&input.name)?, created_at: clock.now() };
+    let env = Environment {
+        id: EnvironmentId::new(),
+        name: EnvironmentName::parse(&input.name)?,
+        created_at: clock.now(),
+    };
     match storage.create_environment(&env).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(env.into()))),
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
@@ -46,10 +50,15 @@ async fn create(
 }
 
 /// Every environment, by name.
-async fn list(State(storage): State<Arc<dyn Storage>>, principal: Principal) -> Result<Json<ListOut<EnvironmentOut>>, ApiError> {
+async fn list(
+    State(storage): State<Arc<dyn Storage>>,
+    principal: Principal,
+) -> Result<Json<ListOut<EnvironmentOut>>, ApiError> {
     principal.require_admin()?;
     let envs = storage.list_environments().await?;
-    Ok(Json(ListOut { data: envs.into_iter().map(Into::into).collect() }))
+    Ok(Json(ListOut {
+        data: envs.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// One environment, by name or id.
@@ -59,7 +68,10 @@ async fn show(
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentOut>, ApiError> {
     principal.require_admin()?;
-    let env = storage.find_environment(&env).await?.ok_or_else(|| ApiError::not_found("environment"))?;
+    let env = storage
+        .find_environment(&env)
+        .await?
+        .ok_or_else(|| ApiError::not_found("environment"))?;
     Ok(Json(env.into()))
 }
 
@@ -70,7 +82,10 @@ async fn delete(
     Path(env): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin()?;
-    let env = storage.find_environment(&env).await?.ok_or_else(|| ApiError::not_found("environment"))?;
+    let env = storage
+        .find_environment(&env)
+        .await?
+        .ok_or_else(|| ApiError::not_found("environment"))?;
     if storage.delete_environment(&env.id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

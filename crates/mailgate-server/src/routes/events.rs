@@ -24,7 +24,9 @@ async fn list(
     principal: Principal,
     Query(params): Query<EventsParams>,
 ) -> Result<Json<EventListOut>, ApiError> {
-    let env = principal.environment(storage.as_ref(), params.environment(), "environment").await?;
+    let env = principal
+        .environment(storage.as_ref(), params.environment(), "environment")
+        .await?;
     let mut query = params.to_query(env.map(|e| e.id))?;
     let page = query.limit as usize;
     query.limit += 1;
@@ -35,5 +37,8 @@ async fn list(
     } else {
         None
     };
-    Ok(Json(EventListOut { data: events.into_iter().map(EventOut::from).collect(), next_cursor }))
+    Ok(Json(EventListOut {
+        data: events.into_iter().map(EventOut::from).collect(),
+        next_cursor,
+    }))
 }

@@ -32,7 +32,9 @@ async fn create(
     Path(env): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<CreatedKeyOut>), ApiError> {
-    let env = principal.required_environment(storage.as_ref(), Some(&env), "env").await?;
+    let env = principal
+        .required_environment(storage.as_ref(), Some(&env), "env")
+        .await?;
     let name = json::parse::<KeyIn>(&body)?.into_name()?;
     let secret = ApiKeySecret::generate();
     let record = ApiKeyRecord {
@@ -42,9 +44,17 @@ async fn create(
         hint: secret.hint(),
         created_at: clock.now(),
     };
-    storage.insert_api_key(&NewApiKey { record: record.clone(), hash: secret.hash() }).await?;
+    storage
+        .insert_api_key(&NewApiKey {
+            record: record.clone(),
+            hash: secret.hash(),
+        })
+        .await?;
     tracing::info!(key.id = %record.id, environment.id = %env.id, "API key created");
-    let out = CreatedKeyOut { key: record.into(), secret: secret.expose().to_owned() };
+    let out = CreatedKeyOut {
+        key: record.into(),
+        secret: secret.expose().to_owned(),
+    };
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -54,9 +64,13 @@ async fn list(
     principal: Principal,
     Path(env): Path<String>,
 ) -> Result<Json<ListOut<KeyOut>>, ApiError> {
-    let env = principal.required_environment(storage.as_ref(), Some(&env), "env").await?;
+    let env = principal
+        .required_environment(storage.as_ref(), Some(&env), "env")
+        .await?;
     let keys = storage.list_api_keys(&env.id).await?;
-    Ok(Json(ListOut { data: keys.into_iter().map(Into::into).collect() }))
+    Ok(Json(ListOut {
+        data: keys.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Deletes a key: 204, or 404.
@@ -65,7 +79,9 @@ async fn remove(
     principal: Principal,
     Path((env, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let env = principal.required_environment(storage.as_ref(), Some(&env), "env").await?;
+    let env = principal
+        .required_environment(storage.as_ref(), Some(&env), "env")
+        .await?;
     let id = ApiKeyId::parse(&key_id).map_err(|_| ApiError::not_found("key"))?;
     if storage.delete_api_key(&env.id, &id).await? {
         tracing::info!(key.id = %id, environment.id = %env.id, "API key deleted");

@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(environments::router())
         .merge(keys::router())
-        .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
 }

@@ -21,7 +21,12 @@ async fn a_send_is_accepted_and_shows_as_queued_with_its_event() {
     assert!(message["environment"].as_str().unwrap().starts_with("env_"));
     assert_eq!(message["attempts"], 0);
     assert_eq!(message["max_attempts"], 8);
-    assert!(message["next_attempt_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{message}");
+    assert!(
+        message["next_attempt_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{message}"
+    );
     assert_eq!(message["tags"], json!(["welcome"]));
     assert_eq!(message["metadata"], json!({"user": "42"}));
     assert!(message["provider"].is_null());
@@ -32,7 +37,11 @@ async fn a_send_is_accepted_and_shows_as_queued_with_its_event() {
     assert_eq!(events[0]["message_id"], id);
 
     // The admin key sees it too.
-    body(app.get(&format!("/v1/emails/{id}"), &app.admin_key).await, 200).await;
+    body(
+        app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
+        200,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -46,19 +55,42 @@ async fn the_content_endpoint_returns_what_was_accepted() {
         "headers": {"X-Campaign": "spring"},
         "attachments": [{"filename": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}],
     }));
-    let accepted = body(app.post_json("/v1/emails", &app.admin_key, &send).await, 202).await;
+    let accepted = body(
+        app.post_json("/v1/emails", &app.admin_key, &send).await,
+        202,
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
-    let content = body(app.get(&format!("/v1/emails/{id}/content"), &app.admin_key).await, 200).await;
-    assert_eq!(content["from"], json!({"name": "Sender", "email": "sender@example.com"}));
+    let content = body(
+        app.get(&format!("/v1/emails/{id}/content"), &app.admin_key)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        content["from"],
+        json!({"name": "Sender", "email": "sender@example.com"})
+    );
     assert_eq!(content["to"], json!([{"email": "ann@example.com"}]));
-    assert_eq!(content["cc"], json!([{"name": "Carl", "email": "carl@example.com"}]));
+    assert_eq!(
+        content["cc"],
+        json!([{"name": "Carl", "email": "carl@example.com"}])
+    );
     assert_eq!(content["subject"], "Hello");
     assert_eq!(content["html"], "<p>Hi</p>");
-    assert_eq!(content["headers"], json!([{"name": "X-Campaign", "value": "spring"}]));
+    assert_eq!(
+        content["headers"],
+        json!([{"name": "X-Campaign", "value": "spring"}])
+    );
     assert_eq!(content["attachments"][0]["content"], "aGVsbG8=");
     assert_eq!(content["attachments"][0]["filename"], "a.txt");
 
-    let missing = app.get("/v1/emails/msg_01ARZ3NDEKTSV4RRFFQ69G5FAV/content", &app.admin_key).await;
+    let missing = app
+        .get(
+            "/v1/emails/msg_01ARZ3NDEKTSV4RRFFQ69G5FAV/content",
+            &app.admin_key,
+        )
+        .await;
     assert_eq!(error(missing).await, expect(404, "not_found", None));
 }
 
@@ -76,7 +108,9 @@ async fn messages_are_invisible_from_other_environments() {
     assert_eq!(error(other).await, expect(404, "not_found", None));
     let bad_id = app.get("/v1/emails/not-an-id", &default).await;
     assert_eq!(error(bad_id).await, expect(404, "not_found", None));
-    let unknown = app.get("/v1/emails/msg_01ARZ3NDEKTSV4RRFFQ69G5FAV", &default).await;
+    let unknown = app
+        .get("/v1/emails/msg_01ARZ3NDEKTSV4RRFFQ69G5FAV", &default)
+        .await;
     assert_eq!(error(unknown).await, expect(404, "not_found", None));
 }
 
@@ -105,8 +139,13 @@ async fn an_idempotency_key_replays_the_same_request_and_refuses_another() {
     let replay = body(replay, 200).await;
     assert_eq!(replay, first);
 
-    let other = send(email_with(json!({"subject": "Other"})).to_string()).await.unwrap();
-    assert_eq!(error(other).await, expect(409, "idempotency_conflict", Some("Idempotency-Key")));
+    let other = send(email_with(json!({"subject": "Other"})).to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        error(other).await,
+        expect(409, "idempotency_conflict", Some("Idempotency-Key"))
+    );
 
     let bad_key = app
         .client
@@ -117,14 +156,19 @@ async fn an_idempotency_key_replays_the_same_request_and_refuses_another() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error(bad_key).await, expect(422, "invalid_idempotency_key", Some("Idempotency-Key")));
+    assert_eq!(
+        error(bad_key).await,
+        expect(422, "invalid_idempotency_key", Some("Idempotency-Key"))
+    );
 }
 
 #[tokio::test]
 async fn internationalized_domains_are_accepted() {
     let app = TestApp::spawn().await;
     let key = app.create_key("default").await;
-    let send = email_with(json!({"to": ["Jürgen <jürgen@bücher.example>", {"email": "ñandú@example.com"}]}));
+    let send = email_with(
+        json!({"to": ["Jürgen <jürgen@bücher.example>", {"email": "ñandú@example.com"}]}),
+    );
     body(app.post_json("/v1/emails", &key, &send).await, 202).await;
 }
 
@@ -135,19 +179,72 @@ async fn environments_are_chosen_by_the_key_or_named_by_an_admin() {
     let staging = app.create_key("staging").await;
 
     // An environment key may name its own environment, by name or id.
-    body(app.post_json("/v1/emails", &staging, &email_with(json!({"environment": "staging"}))).await, 202).await;
-    body(app.post_json("/v1/emails", &staging, &email_with(json!({"environment": staging_id}))).await, 202).await;
+    body(
+        app.post_json(
+            "/v1/emails",
+            &staging,
+            &email_with(json!({"environment": "staging"})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    body(
+        app.post_json(
+            "/v1/emails",
+            &staging,
+            &email_with(json!({"environment": staging_id})),
+        )
+        .await,
+        202,
+    )
+    .await;
     // … but no other.
-    let other = app.post_json("/v1/emails", &staging, &email_with(json!({"environment": "default"}))).await;
-    assert_eq!(error(other).await, expect(403, "forbidden_environment", Some("environment")));
+    let other = app
+        .post_json(
+            "/v1/emails",
+            &staging,
+            &email_with(json!({"environment": "default"})),
+        )
+        .await;
+    assert_eq!(
+        error(other).await,
+        expect(403, "forbidden_environment", Some("environment"))
+    );
 
     // An admin key must name one that exists.
     let none = app.post_json("/v1/emails", &app.admin_key, &email()).await;
-    assert_eq!(error(none).await, expect(422, "environment_required", Some("environment")));
-    let unknown = app.post_json("/v1/emails", &app.admin_key, &email_with(json!({"environment": "nope"}))).await;
-    assert_eq!(error(unknown).await, expect(404, "not_found", Some("environment")));
-    let accepted = app.post_json("/v1/emails", &app.admin_key, &email_with(json!({"environment": "staging"}))).await;
+    assert_eq!(
+        error(none).await,
+        expect(422, "environment_required", Some("environment"))
+    );
+    let unknown = app
+        .post_json(
+            "/v1/emails",
+            &app.admin_key,
+            &email_with(json!({"environment": "nope"})),
+        )
+        .await;
+    assert_eq!(
+        error(unknown).await,
+        expect(404, "not_found", Some("environment"))
+    );
+    let accepted = app
+        .post_json(
+            "/v1/emails",
+            &app.admin_key,
+            &email_with(json!({"environment": "staging"})),
+        )
+        .await;
     let accepted = body(accepted, 202).await;
-    let message = body(app.get(&format!("/v1/emails/{}", accepted["id"].as_str().unwrap()), &staging).await, 200).await;
+    let message = body(
+        app.get(
+            &format!("/v1/emails/{}", accepted["id"].as_str().unwrap()),
+            &staging,
+        )
+        .await,
+        200,
+    )
+    .await;
     assert_eq!(message["environment"], staging_id);
 }

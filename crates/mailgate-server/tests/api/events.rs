@@ -15,7 +15,12 @@ async fn send_n(app: &TestApp, key: &str, n: usize) -> Vec<String> {
 }
 
 fn message_ids(page: &Value) -> Vec<String> {
-    page["data"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap().to_owned()).collect()
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -28,10 +33,23 @@ async fn events_page_by_cursor_and_filter_by_type_and_message() {
     assert_eq!(message_ids(&first), ids[..2]);
     assert_eq!(first["data"][0]["type"], "queued");
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
-    let second = body(app.get(&format!("/v1/events?type=queued&limit=2&cursor={cursor}"), &key).await, 200).await;
+    let second = body(
+        app.get(
+            &format!("/v1/events?type=queued&limit=2&cursor={cursor}"),
+            &key,
+        )
+        .await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&second), ids[2..4]);
     let cursor = second["next_cursor"].as_str().unwrap().to_owned();
-    let last = body(app.get(&format!("/v1/events?limit=2&cursor={cursor}"), &key).await, 200).await;
+    let last = body(
+        app.get(&format!("/v1/events?limit=2&cursor={cursor}"), &key)
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&last), ids[4..]);
     assert!(last["next_cursor"].is_null(), "{last}");
 
@@ -39,13 +57,25 @@ async fn events_page_by_cursor_and_filter_by_type_and_message() {
     assert_eq!(message_ids(&all), ids);
     assert!(all["next_cursor"].is_null());
     let exact = body(app.get("/v1/events?limit=5", &key).await, 200).await;
-    assert!(exact["next_cursor"].is_null(), "a full last page has no next cursor");
+    assert!(
+        exact["next_cursor"].is_null(),
+        "a full last page has no next cursor"
+    );
 
     let sent = body(app.get("/v1/events?type=sent,delivered", &key).await, 200).await;
     assert_eq!(sent["data"].as_array().unwrap().len(), 0);
-    let one = body(app.get(&format!("/v1/events?message_id={}", ids[3]), &key).await, 200).await;
+    let one = body(
+        app.get(&format!("/v1/events?message_id={}", ids[3]), &key)
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&one), [ids[3].clone()]);
-    let since = body(app.get("/v1/events?since=2000-01-01T00:00:00Z", &key).await, 200).await;
+    let since = body(
+        app.get("/v1/events?since=2000-01-01T00:00:00Z", &key).await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&since).len(), 5);
     let future = body(app.get("/v1/events?since=4102444800000", &key).await, 200).await;
     assert_eq!(message_ids(&future).len(), 0);
@@ -65,7 +95,11 @@ async fn invalid_event_queries_name_their_parameter() {
     ];
     for (query, code, field) in cases {
         let response = app.get(&format!("/v1/events?{query}"), key).await;
-        assert_eq!(error(response).await, expect(422, code, Some(field)), "{query}");
+        assert_eq!(
+            error(response).await,
+            expect(422, code, Some(field)),
+            "{query}"
+        );
     }
 }
 
@@ -80,16 +114,36 @@ async fn events_are_scoped_to_the_keys_environment() {
 
     let page = body(app.get("/v1/events", &staging).await, 200).await;
     assert_eq!(message_ids(&page), staging_ids);
-    let page = body(app.get("/v1/events?environment=staging", &staging).await, 200).await;
+    let page = body(
+        app.get("/v1/events?environment=staging", &staging).await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&page), staging_ids);
     let other = app.get("/v1/events?environment=default", &staging).await;
-    assert_eq!(error(other).await, expect(403, "forbidden_environment", Some("environment")));
+    assert_eq!(
+        error(other).await,
+        expect(403, "forbidden_environment", Some("environment"))
+    );
 
     // An admin sees everything, or one environment when it asks.
     let all = body(app.get("/v1/events", &app.admin_key).await, 200).await;
-    assert_eq!(message_ids(&all), [staging_ids.clone(), default_ids.clone()].concat());
-    let one = body(app.get("/v1/events?environment=default", &app.admin_key).await, 200).await;
+    assert_eq!(
+        message_ids(&all),
+        [staging_ids.clone(), default_ids.clone()].concat()
+    );
+    let one = body(
+        app.get("/v1/events?environment=default", &app.admin_key)
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(message_ids(&one), default_ids);
-    let unknown = app.get("/v1/events?environment=nowhere", &app.admin_key).await;
-    assert_eq!(error(unknown).await, expect(404, "not_found", Some("environment")));
+    let unknown = app
+        .get("/v1/events?environment=nowhere", &app.admin_key)
+        .await;
+    assert_eq!(
+        error(unknown).await,
+        expect(404, "not_found", Some("environment"))
+    );
 }

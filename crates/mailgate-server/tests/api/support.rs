@@ -14,11 +14,23 @@ pub struct ErrorBody {
 /// Reads an error answer, checking its shape.
 pub async fn error(response: Response) -> ErrorBody {
     let status = response.status().as_u16();
-    let ct = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(ct.as_deref(), Some("application/json"), "error bodies are JSON (status {status})");
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/json"),
+        "error bodies are JSON (status {status})"
+    );
     let body: Value = response.json().await.expect("error JSON");
-    let error = body.get("error").unwrap_or_else(|| panic!("no error object in {body}"));
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error has a message: {body}");
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error object in {body}"));
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error has a message: {body}"
+    );
     ErrorBody {
         status,
         code: error["code"].as_str().expect("error code").to_owned(),
@@ -28,7 +40,11 @@ pub async fn error(response: Response) -> ErrorBody {
 
 /// The expected error.
 pub fn expect(status: u16, code: &str, field: Option<&str>) -> ErrorBody {
-    ErrorBody { status, code: code.to_owned(), field: field.map(str::to_owned) }
+    ErrorBody {
+        status,
+        code: code.to_owned(),
+        field: field.map(str::to_owned),
+    }
 }
 
 /// A JSON body of a successful answer, after checking its status.
