@@ -248,3 +248,72 @@ async fn environments_are_chosen_by_the_key_or_named_by_an_admin() {
     .await;
     assert_eq!(message["environment"], staging_id);
 }
+
+#[tokio::test]
+async fn a_delivered_message_shows_its_provider_and_purged_content_answers_410() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use mailgate_core::dispatcher::DispatcherConfig;
+    use mailgate_core::provider::SingleProvider;
+    use mailgate_core::retry::RetryPolicy;
+    use mailgate_core::Timestamp;
+    use mailgate_testkit::fake_provider::FakeProvider;
+
+    let fake = FakeProvider::new();
+    let config = DispatcherConfig {
+        poll_interval: Duration::from_millis(20),
+        content_retention: None,
+        ..DispatcherConfig::default()
+    };
+    let app = TestApp::builder()
+        .with_dispatcher(
+            Arc::new(SingleProvider(Arc::new(fake.clone()))),
+            RetryPolicy::default(),
+            config,
+        )
+        .spawn()
+        .await;
+    let key = app.create_key("default").await;
+    let accepted = body(app.post_json("/v1/emails", &key, &email()).await, 202).await;
+    let id = accepted["id"].as_str().unwrap().to_owned();
+
+    let mut message = serde_json::Value::Null;
+    for _ in 0..250 {
+        message = body(app.get(&format!("/v1/emails/{id}"), &key).await, 200).await;
+        if message["status"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(message["status"], "sent", "{message}");
+    assert_eq!(message["provider"], "fake");
+    assert_eq!(message["provider_message_id"], format!("fake-{id}"));
+    assert_eq!(message["attempts"], 1);
+    assert!(
+        message["next_attempt_at"].is_null(),
+        "only while queued: {message}"
+    );
+    let types: Vec<&str> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["queued", "sent"]);
+    assert_eq!(fake.calls().len(), 1);
+
+    body(
+        app.get(&format!("/v1/emails/{id}/content"), &key).await,
+        200,
+    )
+    .await;
+    let purged = app
+        .storage
+        .purge_content(Timestamp(i64::MAX / 2))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let gone = app.get(&format!("/v1/emails/{id}/content"), &key).await;
+    assert_eq!(error(gone).await, expect(410, "content_purged", None));
+}
