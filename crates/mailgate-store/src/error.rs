@@ -6,12 +6,13 @@ use mailgate_core::store::StoreError;
 /// else `Unavailable`.
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Conflict(d.constraint().map_or_else(|| "unique constraint".to_owned(), str::to_owned))
-        }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(
+            d.constraint()
+                .map_or_else(|| "unique constraint".to_owned(), str::to_owned),
+        ),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(Box::new(e)),
     }
 }

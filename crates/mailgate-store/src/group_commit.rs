@@ -19,7 +19,10 @@ pub(crate) struct Request {
 }
 
 /// Starts the writer. It stops once every sender is dropped and the queue is drained.
-pub(crate) fn spawn(pools: Pools, group_commit_max: usize) -> (mpsc::Sender<Request>, JoinHandle<()>) {
+pub(crate) fn spawn(
+    pools: Pools,
+    group_commit_max: usize,
+) -> (mpsc::Sender<Request>, JoinHandle<()>) {
     let max = group_commit_max.max(1);
     let (tx, rx) = mpsc::channel(max.saturating_mul(2));
     (tx, tokio::spawn(run(pools, rx, max)))
@@ -43,14 +46,18 @@ async fn run(pools: Pools, mut rx: mpsc::Receiver<Request>, max: usize) {
 async fn commit(pools: &Pools, batch: &[Request]) -> Vec<Result<EnqueueOutcome, StoreError>> {
     let messages: Vec<&PreparedMessage> = batch.iter().map(|r| &r.message).collect();
     match write_batch(pools, &messages).await {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Ok(outcomes) => {
+            tracing::debug!(size = outcomes.len(), "enqueue batch committed");
+            outcomes.into_iter().map(Ok).collect()
+        }
         Err(e @ sqlx::Error::Database(_)) if messages.len() > 1 => {
             tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
             let mut outcomes = Vec::with_capacity(messages.len());
             for m in messages {
                 let one = write_batch(pools, &[m]).await;
                 outcomes.push(one.map_err(db_error).and_then(|mut v| {
-                    v.pop().ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
+                    v.pop()
+                        .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
                 }));
             }
             outcomes
@@ -59,7 +66,14 @@ async fn commit(pools: &Pools, batch: &[Request]) -> Vec<Result<EnqueueOutcome, 
         Err(e) => {
             tracing::error!(error = %e, size = messages.len(), "enqueue batch failed");
             let reason = e.to_string();
-            messages.iter().map(|_| Err(StoreError::Unavailable(Box::new(BatchFailed(reason.clone()))))).collect()
+            messages
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Unavailable(Box::new(BatchFailed(
+                        reason.clone(),
+                    ))))
+                })
+                .collect()
         }
     }
 }

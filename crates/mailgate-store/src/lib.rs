@@ -43,7 +43,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, group_commit_max: 256, busy_timeout: Duration::from_secs(5) }
+        Self {
+            max_connections: 8,
+            group_commit_max: 256,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -72,7 +76,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("backend", &self.backend()).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,9 +111,13 @@ impl Database {
                 .map_err(OpenError::Connect)?;
             Pools::Postgres(pool)
         } else {
-            return Err(OpenError::InvalidUrl("expected a sqlite: or postgres:// URL".into()));
+            return Err(OpenError::InvalidUrl(
+                "expected a sqlite: or postgres:// URL".into(),
+            ));
         };
-        Ok(Database { store: Arc::new(SqlStore::new(pools, options.group_commit_max)) })
+        Ok(Database {
+            store: Arc::new(SqlStore::new(pools, options.group_commit_max)),
+        })
     }
 
     /// Applies the embedded migrations; idempotent, and serialized across processes on

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 /// Parses a stored identifier.
 pub(crate) fn parse_id<T: FromStr>(column: &str, s: &str) -> Result<T, StoreError> {
-    s.parse().map_err(|_| StoreError::Corrupt(format!("{column}: not a valid id")))
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{column}: not a valid id")))
 }
 
 /// Parses a stored JSON column.
@@ -23,7 +24,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(column: &str, s: &str) -> Result<T
 }
 
 /// Serializes a value for a JSON column.
-pub(crate) fn to_json<T: serde::Serialize + ?Sized>(column: &str, v: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
+    column: &str,
+    v: &T,
+) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
@@ -99,13 +103,15 @@ pub(crate) struct MessageRow {
 }
 
 /// The select list matching [`MessageRow`]; the content itself is not read.
-pub(crate) const MESSAGE_COLUMNS: &str = "id, environment_id, status, attempts, max_attempts, next_attempt_at, \
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, environment_id, status, attempts, max_attempts, next_attempt_at, \
      provider, provider_message_id, last_error, tags, metadata, created_at, updated_at, \
      (content IS NULL) AS content_purged";
 
 /// Parses a stored status.
 pub(crate) fn parse_status(s: &str) -> Result<MessageStatus, StoreError> {
-    MessageStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("messages.status: unknown status {s:?}")))
+    MessageStatus::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("messages.status: unknown status {s:?}")))
 }
 
 impl MessageRow {
@@ -146,16 +152,16 @@ pub(crate) struct ClaimRow {
 }
 
 /// The `RETURNING` list matching [`ClaimRow`].
-pub(crate) const CLAIM_COLUMNS: &str = "id, environment_id, attempts, max_attempts, lease_token, content, tags, \
+pub(crate) const CLAIM_COLUMNS: &str =
+    "id, environment_id, attempts, max_attempts, lease_token, content, tags, \
      metadata, provider_options, idempotency_key";
 
 impl ClaimRow {
     /// The domain value; a claimed message always has its content.
     pub(crate) fn into_domain(self) -> Result<ClaimedMessage, StoreError> {
-        let content = self
-            .content
-            .as_deref()
-            .ok_or_else(|| StoreError::Corrupt("messages.content: purged content on a queued message".into()))?;
+        let content = self.content.as_deref().ok_or_else(|| {
+            StoreError::Corrupt("messages.content: purged content on a queued message".into())
+        })?;
         Ok(ClaimedMessage {
             id: parse_id("messages.id", &self.id)?,
             environment_id: parse_id("messages.environment_id", &self.environment_id)?,
@@ -165,7 +171,11 @@ impl ClaimRow {
             content: parse_json::<Content>("messages.content", content)?,
             tags: parse_json("messages.tags", &self.tags)?,
             metadata: parse_json("messages.metadata", &self.metadata)?,
-            provider_options: self.provider_options.as_deref().map(|s| parse_json("messages.provider_options", s)).transpose()?,
+            provider_options: self
+                .provider_options
+                .as_deref()
+                .map(|s| parse_json("messages.provider_options", s))
+                .transpose()?,
             idempotency_key: self.idempotency_key,
         })
     }
@@ -191,9 +201,14 @@ impl EventRow {
             seq: self.seq,
             id: parse_id("events.id", &self.id)?,
             environment_id: parse_id("events.environment_id", &self.environment_id)?,
-            message_id: self.message_id.as_deref().map(|m| parse_id("events.message_id", m)).transpose()?,
-            event_type: EventType::parse(&self.event_type)
-                .ok_or_else(|| StoreError::Corrupt(format!("events.type: unknown type {:?}", self.event_type)))?,
+            message_id: self
+                .message_id
+                .as_deref()
+                .map(|m| parse_id("events.message_id", m))
+                .transpose()?,
+            event_type: EventType::parse(&self.event_type).ok_or_else(|| {
+                StoreError::Corrupt(format!("events.type: unknown type {:?}", self.event_type))
+            })?,
             created_at: Timestamp(self.created_at),
             data: parse_json("events.data", &self.data)?,
         })

@@ -27,14 +27,21 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// A fresh SQLite file in a temporary directory (created on first connect).
     pub async fn sqlite() -> TestDatabase {
-        let dir = tempfile::tempdir().expect("could not create a temporary directory for the test database");
+        let dir = tempfile::tempdir()
+            .expect("could not create a temporary directory for the test database");
         let url = format!("sqlite://{}", dir.path().join("mailgate.db").display());
-        TestDatabase { url, backend: Backend::Sqlite, _dir: Some(dir), drop_on_exit: None }
+        TestDatabase {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            drop_on_exit: None,
+        }
     }
 
     /// A fresh database on the PostgreSQL server at `MAILGATE_TEST_POSTGRES_URL`.
     pub async fn postgres() -> TestDatabase {
-        let admin_url = std::env::var("MAILGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+        let admin_url = std::env::var("MAILGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
         let name = format!("mg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
         let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!("PostgreSQL tests need a server at MAILGATE_TEST_POSTGRES_URL (default {DEFAULT_POSTGRES_URL}): {e}")
@@ -68,22 +75,35 @@ impl TestDatabase {
 
     /// Connects with `options` and applies the migrations.
     pub async fn open_with(&self, options: &StoreOptions) -> Database {
-        let db = Database::connect(&self.url, options).await.expect("could not connect to the test database");
-        db.migrate().await.expect("could not migrate the test database");
+        let db = Database::connect(&self.url, options)
+            .await
+            .expect("could not connect to the test database");
+        db.migrate()
+            .await
+            .expect("could not migrate the test database");
         db
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some((admin_url, name)) = self.drop_on_exit.take() else { return };
+        let Some((admin_url, name)) = self.drop_on_exit.take() else {
+            return;
+        };
         // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived thread
         // with its own runtime does the (best-effort) cleanup.
         let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
                     let _ = conn.close().await;
                 }
             });
@@ -99,7 +119,9 @@ fn with_database(url: &str, name: &str) -> String {
         None => (url, ""),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
     format!("{}/{name}{query}", &base[..path_start])
 }
 
@@ -109,8 +131,14 @@ mod tests {
 
     #[test]
     fn replaces_the_database_path() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

@@ -28,7 +28,11 @@ impl CaptureStore for SqlStore {
         Ok(())
     }
 
-    async fn list_captured(&self, env: &EnvironmentId, limit: u32) -> Result<Vec<CapturedMessage>, StoreError> {
+    async fn list_captured(
+        &self,
+        env: &EnvironmentId,
+        limit: u32,
+    ) -> Result<Vec<CapturedMessage>, StoreError> {
         let rows: Vec<CaptureRow> = with_pool!(&self.pools, pool => {
             sqlx::query_as(
                 "SELECT message_id, environment_id, content, captured_at FROM captured_messages \

@@ -36,7 +36,11 @@ impl PreparedMessage {
             content: to_json("messages.content", &message.content)?,
             tags: to_json("messages.tags", &message.tags)?,
             metadata: to_json("messages.metadata", &message.metadata)?,
-            provider_options: message.provider_options.as_ref().map(|v| to_json("messages.provider_options", v)).transpose()?,
+            provider_options: message
+                .provider_options
+                .as_ref()
+                .map(|v| to_json("messages.provider_options", v))
+                .transpose()?,
             queued_event,
             message,
         })
@@ -45,15 +49,25 @@ impl PreparedMessage {
 
 impl SqlStore {
     /// Enqueues through the writer and waits for its commit.
-    pub(super) async fn enqueue_grouped(&self, message: NewMessage) -> Result<EnqueueOutcome, StoreError> {
+    pub(super) async fn enqueue_grouped(
+        &self,
+        message: NewMessage,
+    ) -> Result<EnqueueOutcome, StoreError> {
         let prepared = PreparedMessage::new(message)?;
-        let writer = self.writer().ok_or_else(|| StoreError::Unavailable(Box::new(Closed)))?;
+        let writer = self
+            .writer()
+            .ok_or_else(|| StoreError::Unavailable(Box::new(Closed)))?;
         let (reply, answer) = oneshot::channel();
         writer
-            .send(Request { message: prepared, reply })
+            .send(Request {
+                message: prepared,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Unavailable(Box::new(Closed)))?;
-        answer.await.map_err(|_| StoreError::Unavailable(Box::new(WriterGone)))?
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable(Box::new(WriterGone)))?
     }
 }
 
@@ -69,7 +83,10 @@ const FIND_IDEMPOTENT: &str =
 /// Stores a batch and the `queued` event of each new message in one transaction. An
 /// idempotency key already used (before or earlier in this batch) stores nothing and yields
 /// `Replayed` or `Conflict`.
-pub(crate) async fn write_batch(pools: &Pools, batch: &[&PreparedMessage]) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
+pub(crate) async fn write_batch(
+    pools: &Pools,
+    batch: &[&PreparedMessage],
+) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
     with_pool!(pools, pool => {
         let mut tx = pool.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batch.len());

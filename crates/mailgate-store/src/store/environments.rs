@@ -23,7 +23,9 @@ impl EnvironmentStore for SqlStore {
         });
         match result.map_err(db_error) {
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!("environment '{}'", env.name))),
+            Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(format!("environment '{}'", env.name)))
+            }
             Err(e) => Err(e),
         }
     }

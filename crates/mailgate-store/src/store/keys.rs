@@ -46,7 +46,9 @@ impl KeyStore for SqlStore {
     }
 
     async fn list_api_keys(&self, env: &EnvironmentId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE environment_id = $1 ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE environment_id = $1 ORDER BY created_at, id"
+        );
         let rows: Vec<ApiKeyRow> = with_pool!(&self.pools, pool => {
             sqlx::query_as(&sql).bind(env.to_string()).fetch_all(pool).await
         })

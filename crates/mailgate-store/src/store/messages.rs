@@ -24,7 +24,11 @@ impl MessageStore for SqlStore {
         self.enqueue_grouped(message).await
     }
 
-    async fn get_message(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+    async fn get_message(
+        &self,
+        env: Option<&EnvironmentId>,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages {}", by_id(env));
         let env = env.map(ToString::to_string);
         let row: Option<MessageRow> = with_pool!(&self.pools, pool => {
@@ -36,7 +40,11 @@ impl MessageStore for SqlStore {
         row.map(MessageRow::into_domain).transpose()
     }
 
-    async fn get_content(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<StoredContent>, StoreError> {
+    async fn get_content(
+        &self,
+        env: Option<&EnvironmentId>,
+        id: &MessageId,
+    ) -> Result<Option<StoredContent>, StoreError> {
         let sql = format!("SELECT content FROM messages {}", by_id(env));
         let env = env.map(ToString::to_string);
         let row: Option<Option<String>> = with_pool!(&self.pools, pool => {
@@ -48,7 +56,10 @@ impl MessageStore for SqlStore {
         Ok(match row {
             None => None,
             Some(None) => Some(StoredContent::Purged),
-            Some(Some(json)) => Some(StoredContent::Retained(Box::new(parse_json::<Content>("messages.content", &json)?))),
+            Some(Some(json)) => Some(StoredContent::Retained(Box::new(parse_json::<Content>(
+                "messages.content",
+                &json,
+            )?))),
         })
     }
 }

@@ -29,7 +29,11 @@ impl SqlStore {
     /// Wraps a pool and starts its enqueue writer.
     pub(crate) fn new(pools: Pools, group_commit_max: usize) -> Self {
         let (tx, task) = group_commit::spawn(pools.clone(), group_commit_max);
-        Self { pools, writer: Mutex::new(Some(tx)), writer_task: Mutex::new(Some(task)) }
+        Self {
+            pools,
+            writer: Mutex::new(Some(tx)),
+            writer_task: Mutex::new(Some(task)),
+        }
     }
 
     /// The pool.

@@ -30,7 +30,11 @@ fn postgres_claim_sql() -> String {
              attempts = m.attempts + 1, updated_at = $1 \
          FROM picked WHERE m.id = picked.id \
          RETURNING {}",
-        CLAIM_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ")
+        CLAIM_COLUMNS
+            .split(", ")
+            .map(|c| format!("m.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -58,7 +62,12 @@ const COMPLETE: &str = "UPDATE messages SET status = $1, next_attempt_at = COALE
 
 #[async_trait::async_trait]
 impl QueueStore for SqlStore {
-    async fn claim(&self, limit: u32, now: Timestamp, lease: Duration) -> Result<Vec<ClaimedMessage>, StoreError> {
+    async fn claim(
+        &self,
+        limit: u32,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -81,7 +90,11 @@ impl QueueStore for SqlStore {
         rows.into_iter().map(ClaimRow::into_domain).collect()
     }
 
-    async fn complete(&self, completions: &[Completion], now: Timestamp) -> Result<usize, StoreError> {
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
         if completions.is_empty() {
             return Ok(0);
         }

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use mailgate_core::apikey::{ApiKeyRecord, ApiKeySecret, KeyScope, NewApiKey};
 use mailgate_core::environment::{Environment, EnvironmentName};
+use mailgate_core::event::{EventQuery, EventType, NewEvent};
 use mailgate_core::ids::{ApiKeyId, EnvironmentId, MessageId};
+use mailgate_core::message::{ClaimedMessage, MessageStatus};
 use mailgate_core::message::{Content, Idempotency, IdempotencyKey, NewMessage};
+use mailgate_core::store::Completion;
 use mailgate_core::store::Storage;
 use mailgate_core::{Mailbox, Timestamp};
 
@@ -19,7 +22,11 @@ pub fn at(ms: i64) -> Timestamp {
 
 /// Creates an environment called `name`.
 pub async fn environment(store: &dyn Storage, name: &str) -> Environment {
-    let env = Environment { id: EnvironmentId::new(), name: EnvironmentName::parse(name).unwrap(), created_at: T0 };
+    let env = Environment {
+        id: EnvironmentId::new(),
+        name: EnvironmentName::parse(name).unwrap(),
+        created_at: T0,
+    };
     store.create_environment(&env).await.unwrap();
     env
 }
@@ -58,14 +65,61 @@ pub fn message(env: &EnvironmentId, created_at: Timestamp) -> NewMessage {
 /// A message carrying idempotency key `key` for request body `body`.
 pub fn idempotent(env: &EnvironmentId, key: &str, body: &str) -> NewMessage {
     let mut m = message(env, T0);
-    m.idempotency =
-        Some(Idempotency::new(IdempotencyKey::parse(key).unwrap(), &serde_json::json!({ "body": body })));
+    m.idempotency = Some(Idempotency::new(
+        IdempotencyKey::parse(key).unwrap(),
+        &serde_json::json!({ "body": body }),
+    ));
     m
 }
 
 /// A key record for `scope` and its secret.
 pub fn api_key(scope: KeyScope, name: &str) -> (NewApiKey, ApiKeySecret) {
     let secret = ApiKeySecret::generate();
-    let record = ApiKeyRecord { id: ApiKeyId::new(), scope, name: name.into(), hint: secret.hint(), created_at: T0 };
-    (NewApiKey { record, hash: secret.hash() }, secret)
+    let record = ApiKeyRecord {
+        id: ApiKeyId::new(),
+        scope,
+        name: name.into(),
+        hint: secret.hint(),
+        created_at: T0,
+    };
+    (
+        NewApiKey {
+            record,
+            hash: secret.hash(),
+        },
+        secret,
+    )
+}
+
+/// Every event, oldest first.
+pub fn query() -> EventQuery {
+    EventQuery {
+        environment_id: None,
+        message_id: None,
+        types: vec![],
+        since: None,
+        after_seq: None,
+        limit: 100,
+    }
+}
+
+/// A completion of `claimed` to `status`, with one event of the matching type.
+pub fn completion(claimed: &ClaimedMessage, status: MessageStatus) -> Completion {
+    let event_type = EventType::parse(status.as_str()).unwrap_or(EventType::Deferred);
+    Completion {
+        message_id: claimed.id,
+        lease_token: claimed.lease_token.clone(),
+        status,
+        next_attempt_at: None,
+        provider: None,
+        provider_message_id: None,
+        last_error: None,
+        events: vec![NewEvent::for_message(
+            claimed.environment_id,
+            claimed.id,
+            event_type,
+            at(200),
+            serde_json::json!({ "attempt": claimed.attempt }),
+        )],
+    }
 }

@@ -1,0 +1,146 @@
+//! Environments, API keys, health and closing.
+
+use mailgate_core::apikey::KeyScope;
+use mailgate_core::environment::EnvironmentName;
+use mailgate_core::ids::{ApiKeyId, EnvironmentId};
+use mailgate_core::store::{CapturedMessage, StoreError};
+use mailgate_store::Database;
+
+use crate::support::*;
+
+pub async fn ping_and_migrate_again(db: Database) {
+    db.storage().ping().await.unwrap();
+    db.migrate().await.unwrap();
+    db.storage().ping().await.unwrap();
+}
+
+pub async fn environments_crud(db: Database) {
+    let s = db.storage();
+    let prod = environment(&*s, "production").await;
+    let staging = environment(&*s, "staging").await;
+    let names: Vec<_> = s
+        .list_environments()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert_eq!(names, ["production", "staging"]);
+    assert_eq!(
+        s.find_environment("production").await.unwrap(),
+        Some(prod.clone())
+    );
+    assert_eq!(
+        s.find_environment(&staging.id.to_string()).await.unwrap(),
+        Some(staging.clone())
+    );
+    assert_eq!(s.find_environment("nope").await.unwrap(), None);
+    assert_eq!(
+        s.find_environment(&EnvironmentId::new().to_string())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let dup = mailgate_core::environment::Environment {
+        id: EnvironmentId::new(),
+        ..prod.clone()
+    };
+    assert!(matches!(
+        s.create_environment(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let ensured = s
+        .ensure_environment(&EnvironmentName::parse("production").unwrap(), at(5))
+        .await
+        .unwrap();
+    assert_eq!(ensured, prod);
+
+    assert!(s.delete_environment(&staging.id).await.unwrap());
+    assert!(!s.delete_environment(&staging.id).await.unwrap());
+    assert_eq!(s.list_environments().await.unwrap(), vec![prod]);
+}
+
+pub async fn delete_environment_cascades(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "doomed").await;
+    let other = environment(&*s, "kept").await;
+    let (key, secret) = api_key(KeyScope::Environment(env.id), "k");
+    s.insert_api_key(&key).await.unwrap();
+    let m = message(&env.id, T0);
+    let id = m.id;
+    s.enqueue(m.clone()).await.unwrap();
+    s.enqueue(message(&other.id, T0)).await.unwrap();
+    s.capture(&CapturedMessage {
+        message_id: id,
+        environment_id: env.id,
+        content: m.content,
+        captured_at: T0,
+    })
+    .await
+    .unwrap();
+
+    assert!(s.delete_environment(&env.id).await.unwrap());
+    assert_eq!(s.find_api_key(&secret.hash()).await.unwrap(), None);
+    assert_eq!(s.get_message(None, &id).await.unwrap(), None);
+    assert!(s.list_captured(&env.id, 10).await.unwrap().is_empty());
+    let events = s.list_events(&query()).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].environment_id, other.id);
+}
+
+pub async fn api_keys(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    assert!(!s.has_admin_key().await.unwrap());
+    let (admin, admin_secret) = api_key(KeyScope::Admin, "root");
+    s.insert_api_key(&admin).await.unwrap();
+    assert!(s.has_admin_key().await.unwrap());
+    let (k1, secret1) = api_key(KeyScope::Environment(env.id), "one");
+    let (k2, _) = api_key(KeyScope::Environment(env.id), "two");
+    s.insert_api_key(&k1).await.unwrap();
+    s.insert_api_key(&k2).await.unwrap();
+
+    assert_eq!(
+        s.find_api_key(&admin_secret.hash()).await.unwrap(),
+        Some(admin.record.clone())
+    );
+    assert_eq!(
+        s.find_api_key(&secret1.hash()).await.unwrap(),
+        Some(k1.record.clone())
+    );
+    assert_eq!(
+        s.find_api_key(&mailgate_core::apikey::ApiKeySecret::generate().hash())
+            .await
+            .unwrap(),
+        None
+    );
+    let mut listed = s.list_api_keys(&env.id).await.unwrap();
+    listed.sort_by_key(|k| k.name.clone());
+    assert_eq!(listed, vec![k1.record.clone(), k2.record.clone()]);
+
+    let (mut same_hash, _) = api_key(KeyScope::Environment(env.id), "copy");
+    same_hash.hash = k1.hash.clone();
+    assert!(matches!(
+        s.insert_api_key(&same_hash).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let other = environment(&*s, "other").await;
+    assert!(!s.delete_api_key(&other.id, &k1.record.id).await.unwrap());
+    assert!(s.delete_api_key(&env.id, &k1.record.id).await.unwrap());
+    assert!(!s.delete_api_key(&env.id, &ApiKeyId::new()).await.unwrap());
+    assert_eq!(s.find_api_key(&secret1.hash()).await.unwrap(), None);
+    assert_eq!(s.list_api_keys(&env.id).await.unwrap(), vec![k2.record]);
+}
+
+pub async fn close_refuses_later_writes(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    db.close().await;
+    assert!(matches!(
+        s.enqueue(message(&env.id, T0)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(s.ping().await.is_err());
+}

@@ -1,0 +1,6 @@
+//! The contract test bodies, each `async fn(Database)`.
+
+pub mod accounts;
+pub mod events;
+pub mod messages;
+pub mod queue;
