@@ -33,7 +33,10 @@ impl EmailAddress {
         let (local, domain) = (&input[..at], &input[at + 1..]);
         parse_local(local)?;
         let domain = parse_domain(domain)?;
-        let addr = Self { local: local.to_owned(), domain };
+        let addr = Self {
+            local: local.to_owned(),
+            domain,
+        };
         if addr.to_string().len() > MAX_ADDRESS {
             return Err(format!("address is longer than {MAX_ADDRESS} characters"));
         }
@@ -65,7 +68,9 @@ fn parse_local(local: &str) -> Result<(), String> {
         return Err("address has nothing before the @".into());
     }
     if local.len() > MAX_LOCAL {
-        return Err(format!("the part before the @ is longer than {MAX_LOCAL} characters"));
+        return Err(format!(
+            "the part before the @ is longer than {MAX_LOCAL} characters"
+        ));
     }
     if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
         // Quoted string: printable characters, with `\` escaping the next one.
@@ -73,7 +78,9 @@ fn parse_local(local: &str) -> Result<(), String> {
         while let Some(c) = chars.next() {
             match c {
                 '\\' => {
-                    chars.next().ok_or("quoted local part ends with a backslash")?;
+                    chars
+                        .next()
+                        .ok_or("quoted local part ends with a backslash")?;
                 }
                 '"' => return Err("unescaped quote in quoted local part".into()),
                 c if c.is_control() => return Err("control character in local part".into()),
@@ -82,8 +89,13 @@ fn parse_local(local: &str) -> Result<(), String> {
         }
         return Ok(());
     }
-    if local.split('.').any(|atom| atom.is_empty() || !atom.chars().all(is_atext)) {
-        return Err("the part before the @ contains characters that need quoting, or empty dots".into());
+    if local
+        .split('.')
+        .any(|atom| atom.is_empty() || !atom.chars().all(is_atext))
+    {
+        return Err(
+            "the part before the @ contains characters that need quoting, or empty dots".into(),
+        );
     }
     Ok(())
 }
@@ -99,7 +111,8 @@ fn parse_domain(domain: &str) -> Result<String, String> {
             .map(|_| domain.to_owned())
             .map_err(|_| "domain literal is not an IP address".into());
     }
-    let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| format!("'{domain}' is not a valid domain name"))?;
+    let ascii = idna::domain_to_ascii_strict(domain)
+        .map_err(|_| format!("'{domain}' is not a valid domain name"))?;
     let labels: Vec<&str> = ascii.split('.').collect();
     if labels.len() < 2 {
         return Err("domain needs at least one dot (e.g. example.com)".into());
@@ -108,11 +121,17 @@ fn parse_domain(domain: &str) -> Result<String, String> {
         if label.is_empty() || label.len() > MAX_LABEL {
             return Err("domain has an empty or over-long label".into());
         }
-        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || label.starts_with('-') || label.ends_with('-') {
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
             return Err("domain labels may hold only letters, digits and inner hyphens".into());
         }
     }
-    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err("top-level domain cannot be numeric".into());
     }
     Ok(ascii)
@@ -156,12 +175,24 @@ impl Mailbox {
         let (name, addr) = match (input.rfind('<'), input.ends_with('>')) {
             (Some(open), true) => {
                 let name = input[..open].trim();
-                let name = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name).trim();
-                (if name.is_empty() { None } else { Some(name.to_owned()) }, &input[open + 1..input.len() - 1])
+                let name = name
+                    .strip_prefix('"')
+                    .and_then(|n| n.strip_suffix('"'))
+                    .unwrap_or(name)
+                    .trim();
+                (
+                    if name.is_empty() {
+                        None
+                    } else {
+                        Some(name.to_owned())
+                    },
+                    &input[open + 1..input.len() - 1],
+                )
             }
             _ => (None, input),
         };
-        let email = EmailAddress::parse(addr).map_err(|m| FieldError::new("invalid_address", field, m))?;
+        let email =
+            EmailAddress::parse(addr).map_err(|m| FieldError::new("invalid_address", field, m))?;
         let mailbox = Self { name, email };
         mailbox.check_name(field)?;
         Ok(mailbox)
@@ -169,8 +200,12 @@ impl Mailbox {
 
     /// Builds a mailbox from parts (the JSON object form `{"email", "name"}`).
     pub fn from_parts(email: &str, name: Option<&str>, field: &str) -> Result<Self, FieldError> {
-        let email = EmailAddress::parse(email).map_err(|m| FieldError::new("invalid_address", field, m))?;
-        let name = name.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+        let email =
+            EmailAddress::parse(email).map_err(|m| FieldError::new("invalid_address", field, m))?;
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned);
         let mailbox = Self { name, email };
         mailbox.check_name(field)?;
         Ok(mailbox)
@@ -180,7 +215,11 @@ impl Mailbox {
         if let Some(name) = &self.name {
             check_header_value(field, name)?;
             if name.chars().count() > MAX_DISPLAY_NAME {
-                return Err(FieldError::new("invalid_address", field, "display name is too long"));
+                return Err(FieldError::new(
+                    "invalid_address",
+                    field,
+                    "display name is too long",
+                ));
             }
         }
         Ok(())
@@ -190,7 +229,12 @@ impl Mailbox {
 impl fmt::Display for Mailbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
-            Some(n) => write!(f, "\"{}\" <{}>", n.replace('\\', "\\\\").replace('"', "\\\""), self.email),
+            Some(n) => write!(
+                f,
+                "\"{}\" <{}>",
+                n.replace('\\', "\\\\").replace('"', "\\\""),
+                self.email
+            ),
             None => write!(f, "{}", self.email),
         }
     }
@@ -213,7 +257,10 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok} should parse");
         }
-        assert_eq!(EmailAddress::parse("ann@BÜCHER.example").unwrap().domain(), "xn--bcher-kva.example");
+        assert_eq!(
+            EmailAddress::parse("ann@BÜCHER.example").unwrap().domain(),
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]
@@ -233,7 +280,10 @@ mod tests {
             "ann@example.123",
             "ann@[999.1.1.1]",
         ] {
-            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                EmailAddress::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(EmailAddress::parse(&long_local).is_err());
@@ -247,7 +297,8 @@ mod tests {
         let m = Mailbox::parse("\"Lee, Ann\" <ann@example.com>", "from").unwrap();
         assert_eq!(m.name.as_deref(), Some("Lee, Ann"));
         assert_eq!(m.to_string(), "\"Lee, Ann\" <ann@example.com>");
-        let e = Mailbox::parse("Ann\r\nBcc: evil@example.com <ann@example.com>", "from").unwrap_err();
+        let e =
+            Mailbox::parse("Ann\r\nBcc: evil@example.com <ann@example.com>", "from").unwrap_err();
         assert_eq!(e.code, "header_injection");
         assert_eq!(e.field, "from");
     }

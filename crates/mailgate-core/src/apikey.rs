@@ -32,7 +32,11 @@ impl ApiKeySecret {
 
     /// A fresh random key (`mg_` + 40 alphanumerics, ~238 bits).
     pub fn generate() -> Self {
-        let body: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+        let body: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(40)
+            .map(char::from)
+            .collect();
         Self(format!("{}{body}", Self::PREFIX))
     }
 

@@ -70,7 +70,14 @@ impl Dispatcher {
         config: DispatcherConfig,
         wake: Arc<Notify>,
     ) -> Self {
-        Self { queue, providers, clock, retry, config, wake }
+        Self {
+            queue,
+            providers,
+            clock,
+            retry,
+            config,
+            wake,
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then lets in-flight deliveries finish (up to the
@@ -82,7 +89,10 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(concurrency));
         let (done_tx, done_rx) = mpsc::channel::<Completion>(concurrency * 2);
         let completer = tokio::spawn(Arc::clone(&this).complete_loop(done_rx));
-        let purger = this.config.content_retention.map(|keep| tokio::spawn(Arc::clone(&this).purge_loop(keep, shutdown.clone())));
+        let purger = this
+            .config
+            .content_retention
+            .map(|keep| tokio::spawn(Arc::clone(&this).purge_loop(keep, shutdown.clone())));
 
         let mut backoff = this.config.poll_interval;
         loop {
@@ -90,8 +100,13 @@ impl Dispatcher {
                 p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 () = shutdown.cancelled() => break,
             };
-            let limit = (permits.available_permits() + 1).min(this.config.claim_batch.max(1) as usize) as u32;
-            let claimed = match this.queue.claim(limit, this.clock.now(), this.config.lease).await {
+            let limit = (permits.available_permits() + 1)
+                .min(this.config.claim_batch.max(1) as usize) as u32;
+            let claimed = match this
+                .queue
+                .claim(limit, this.clock.now(), this.config.lease)
+                .await
+            {
                 Ok(c) => {
                     backoff = this.config.poll_interval;
                     c
@@ -151,7 +166,10 @@ impl Dispatcher {
                 match self.queue.complete(&batch, self.clock.now()).await {
                     Ok(applied) => {
                         if applied < batch.len() {
-                            tracing::info!(skipped = batch.len() - applied, "completions skipped: lease lost to another worker");
+                            tracing::info!(
+                                skipped = batch.len() - applied,
+                                "completions skipped: lease lost to another worker"
+                            );
                         }
                         break;
                     }
@@ -198,13 +216,17 @@ impl Dispatcher {
             Err(e) => return self.failure(&message, None, e),
         };
         let name = provider.name().to_owned();
-        let result = match tokio::time::timeout(self.config.send_timeout, provider.send(&message)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::retryable(
-                "timeout",
-                format!("the provider did not answer within {} s", self.config.send_timeout.as_secs()),
-            )),
-        };
+        let result =
+            match tokio::time::timeout(self.config.send_timeout, provider.send(&message)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::retryable(
+                    "timeout",
+                    format!(
+                        "the provider did not answer within {} s",
+                        self.config.send_timeout.as_secs()
+                    ),
+                )),
+            };
         match result {
             Ok(receipt) => {
                 let now = self.clock.now();
@@ -213,10 +235,21 @@ impl Dispatcher {
                     "provider": name,
                     "provider_message_id": receipt.provider_message_id,
                 });
-                let mut events =
-                    vec![NewEvent::for_message(message.environment_id, message.id, EventType::Sent, now, data.clone())];
+                let mut events = vec![NewEvent::for_message(
+                    message.environment_id,
+                    message.id,
+                    EventType::Sent,
+                    now,
+                    data.clone(),
+                )];
                 let status = if receipt.final_delivery {
-                    events.push(NewEvent::for_message(message.environment_id, message.id, EventType::Delivered, now, data));
+                    events.push(NewEvent::for_message(
+                        message.environment_id,
+                        message.id,
+                        EventType::Delivered,
+                        now,
+                        data,
+                    ));
                     MessageStatus::Delivered
                 } else {
                     MessageStatus::Sent
@@ -237,7 +270,12 @@ impl Dispatcher {
         }
     }
 
-    fn failure(&self, message: &ClaimedMessage, provider: Option<String>, err: SendError) -> Completion {
+    fn failure(
+        &self,
+        message: &ClaimedMessage,
+        provider: Option<String>,
+        err: SendError,
+    ) -> Completion {
         let now = self.clock.now();
         let reason = err.to_string();
         let (status, next, event) = match &err {
@@ -245,7 +283,9 @@ impl Dispatcher {
                 let next = now.plus(self.retry.delay(message.attempt, *retry_after));
                 (MessageStatus::Queued, Some(next), EventType::Deferred)
             }
-            SendError::Retryable { .. } | SendError::Permanent { .. } => (MessageStatus::Failed, None, EventType::Failed),
+            SendError::Retryable { .. } | SendError::Permanent { .. } => {
+                (MessageStatus::Failed, None, EventType::Failed)
+            }
         };
         tracing::info!(code = err.code(), retryable = err.is_retryable(), status = %status, "attempt failed");
         let data = json!({
@@ -265,7 +305,13 @@ impl Dispatcher {
             provider,
             provider_message_id: None,
             last_error: Some(reason),
-            events: vec![NewEvent::for_message(message.environment_id, message.id, event, now, data)],
+            events: vec![NewEvent::for_message(
+                message.environment_id,
+                message.id,
+                event,
+                now,
+                data,
+            )],
         }
     }
 }

@@ -118,7 +118,14 @@ impl NewEvent {
         created_at: Timestamp,
         data: serde_json::Value,
     ) -> Self {
-        Self { id: EventId::new(), environment_id, message_id: Some(message_id), event_type, created_at, data }
+        Self {
+            id: EventId::new(),
+            environment_id,
+            message_id: Some(message_id),
+            event_type,
+            created_at,
+            data,
+        }
     }
 }
 

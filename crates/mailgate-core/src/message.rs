@@ -153,8 +153,15 @@ pub struct Header {
 impl Header {
     /// Checks a caller-supplied header.
     pub fn parse(name: &str, value: &str, field: &str) -> Result<Self, FieldError> {
-        if name.is_empty() || name.len() > 76 || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
-            return Err(FieldError::new("invalid_header", field, "header names are 1–76 printable ASCII characters without ':'"));
+        if name.is_empty()
+            || name.len() > 76
+            || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+        {
+            return Err(FieldError::new(
+                "invalid_header",
+                field,
+                "header names are 1–76 printable ASCII characters without ':'",
+            ));
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(FieldError::new(
@@ -165,9 +172,16 @@ impl Header {
         }
         check_header_value(field, value)?;
         if value.len() > 998 {
-            return Err(FieldError::new("invalid_header", field, "header value is longer than 998 characters"));
+            return Err(FieldError::new(
+                "invalid_header",
+                field,
+                "header value is longer than 998 characters",
+            ));
         }
-        Ok(Self { name: name.to_owned(), value: value.to_owned() })
+        Ok(Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -217,7 +231,9 @@ impl Content {
 
     /// Size of subject and bodies in bytes.
     pub fn body_bytes(&self) -> usize {
-        self.subject.len() + self.text.as_ref().map_or(0, String::len) + self.html.as_ref().map_or(0, String::len)
+        self.subject.len()
+            + self.text.as_ref().map_or(0, String::len)
+            + self.html.as_ref().map_or(0, String::len)
     }
 }
 
@@ -288,7 +304,10 @@ impl Idempotency {
     /// matter).
     pub fn new(key: IdempotencyKey, canonical_body: &serde_json::Value) -> Self {
         let bytes = serde_json::to_vec(canonical_body).unwrap_or_default();
-        Self { key, fingerprint: hex::encode(Sha256::digest(bytes)) }
+        Self {
+            key,
+            fingerprint: hex::encode(Sha256::digest(bytes)),
+        }
     }
 }
 

@@ -45,12 +45,19 @@ pub enum SendError {
 impl SendError {
     /// A retryable failure without a retry-after hint.
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Retryable { code: code.into(), message: message.into(), retry_after: None }
+        Self::Retryable {
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// A permanent failure.
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Permanent { code: code.into(), message: message.into() }
+        Self::Permanent {
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     /// The failure's code.
@@ -86,7 +93,10 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Checks the configuration against the provider.
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        Ok(VerifyReport { ok: true, checks: vec!["nothing to verify".into()] })
+        Ok(VerifyReport {
+            ok: true,
+            checks: vec!["nothing to verify".into()],
+        })
     }
 }
 

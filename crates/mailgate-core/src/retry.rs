@@ -18,7 +18,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, base_delay: Duration::from_secs(5), max_delay: Duration::from_secs(3600) }
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -36,7 +40,10 @@ impl RetryPolicy {
             return hint + Duration::from_millis(rng.gen_range(0..=extra));
         }
         let exp = attempt.saturating_sub(1).min(30);
-        let full = self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay);
+        let full = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay);
         let half = full / 2;
         let spread = (full - half).as_millis() as u64;
         half + Duration::from_millis(rng.gen_range(0..=spread))
@@ -49,25 +56,48 @@ mod tests {
 
     #[test]
     fn grows_exponentially_within_jitter_bounds_and_caps() {
-        let p = RetryPolicy { max_attempts: 10, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(60) };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        };
         for _ in 0..200 {
             let d1 = p.delay(1, None);
-            assert!(d1 >= Duration::from_secs(1) && d1 <= Duration::from_secs(2), "{d1:?}");
+            assert!(
+                d1 >= Duration::from_secs(1) && d1 <= Duration::from_secs(2),
+                "{d1:?}"
+            );
             let d3 = p.delay(3, None);
-            assert!(d3 >= Duration::from_secs(4) && d3 <= Duration::from_secs(8), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_secs(4) && d3 <= Duration::from_secs(8),
+                "{d3:?}"
+            );
             let d20 = p.delay(20, None);
-            assert!(d20 >= Duration::from_secs(30) && d20 <= Duration::from_secs(60), "{d20:?}");
+            assert!(
+                d20 >= Duration::from_secs(30) && d20 <= Duration::from_secs(60),
+                "{d20:?}"
+            );
         }
     }
 
     #[test]
     fn honours_retry_after_but_not_beyond_the_cap() {
-        let p = RetryPolicy { max_attempts: 10, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60) };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        };
         for _ in 0..200 {
             let d = p.delay(1, Some(Duration::from_secs(20)));
-            assert!(d >= Duration::from_secs(20) && d <= Duration::from_secs(22), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(20) && d <= Duration::from_secs(22),
+                "{d:?}"
+            );
             let capped = p.delay(1, Some(Duration::from_secs(3600)));
-            assert!(capped >= Duration::from_secs(60) && capped <= Duration::from_secs(66), "{capped:?}");
+            assert!(
+                capped >= Duration::from_secs(60) && capped <= Duration::from_secs(66),
+                "{capped:?}"
+            );
         }
     }
 }

@@ -32,20 +32,37 @@ impl SendRequest {
         let c = &self.content;
         let recipients = c.recipients().count();
         if recipients == 0 {
-            return Err(FieldError::new("missing_recipient", "to", "at least one recipient is required in to, cc or bcc"));
+            return Err(FieldError::new(
+                "missing_recipient",
+                "to",
+                "at least one recipient is required in to, cc or bcc",
+            ));
         }
         if recipients > limits.max_recipients {
             return Err(FieldError::new(
                 "too_many_recipients",
                 "to",
-                format!("at most {} recipients across to, cc and bcc", limits.max_recipients),
+                format!(
+                    "at most {} recipients across to, cc and bcc",
+                    limits.max_recipients
+                ),
             ));
         }
         if c.subject.trim().is_empty() {
-            return Err(FieldError::new("missing_subject", "subject", "a subject is required"));
+            return Err(FieldError::new(
+                "missing_subject",
+                "subject",
+                "a subject is required",
+            ));
         }
-        if c.text.as_deref().is_none_or(str::is_empty) && c.html.as_deref().is_none_or(str::is_empty) {
-            return Err(FieldError::new("missing_content", "text", "text or html content is required"));
+        if c.text.as_deref().is_none_or(str::is_empty)
+            && c.html.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(FieldError::new(
+                "missing_content",
+                "text",
+                "text or html content is required",
+            ));
         }
         if c.body_bytes() > limits.max_body_bytes {
             return Err(FieldError::new(
@@ -69,7 +86,11 @@ impl SendRequest {
             ));
         }
         if self.tags.len() > limits.max_tags {
-            return Err(FieldError::new("too_many_tags", "tags", format!("at most {} tags", limits.max_tags)));
+            return Err(FieldError::new(
+                "too_many_tags",
+                "tags",
+                format!("at most {} tags", limits.max_tags),
+            ));
         }
         if self.metadata.len() > limits.max_metadata {
             return Err(FieldError::new(
@@ -117,8 +138,20 @@ pub struct SendService {
 
 impl SendService {
     /// A send service; `wake` is shared with the in-process dispatcher.
-    pub fn new(store: Arc<dyn MessageStore>, clock: Arc<dyn Clock>, limits: Limits, retry: RetryPolicy, wake: Arc<Notify>) -> Self {
-        Self { store, clock, limits, retry, wake }
+    pub fn new(
+        store: Arc<dyn MessageStore>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        retry: RetryPolicy,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            limits,
+            retry,
+            wake,
+        }
     }
 
     /// The limits requests are checked against.

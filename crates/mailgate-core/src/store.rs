@@ -10,7 +10,9 @@ use crate::apikey::{ApiKeyRecord, KeyHash, NewApiKey};
 use crate::environment::{Environment, EnvironmentName};
 use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{ApiKeyId, EnvironmentId, MessageId};
-use crate::message::{ClaimedMessage, Content, EnqueueOutcome, MessageRecord, MessageStatus, NewMessage};
+use crate::message::{
+    ClaimedMessage, Content, EnqueueOutcome, MessageRecord, MessageStatus, NewMessage,
+};
 use crate::time::Timestamp;
 
 /// A storage failure. The source chain is kept for logs; callers see only the kind.
@@ -39,11 +41,19 @@ pub trait EnvironmentStore: Send + Sync {
     /// Deletes an environment and everything in it; false if there was none.
     async fn delete_environment(&self, id: &EnvironmentId) -> Result<bool, StoreError>;
     /// Creates the environment `name` unless it exists; returns it either way.
-    async fn ensure_environment(&self, name: &EnvironmentName, now: Timestamp) -> Result<Environment, StoreError> {
+    async fn ensure_environment(
+        &self,
+        name: &EnvironmentName,
+        now: Timestamp,
+    ) -> Result<Environment, StoreError> {
         if let Some(env) = self.find_environment(name.as_str()).await? {
             return Ok(env);
         }
-        let env = Environment { id: EnvironmentId::new(), name: name.clone(), created_at: now };
+        let env = Environment {
+            id: EnvironmentId::new(),
+            name: name.clone(),
+            created_at: now,
+        };
         match self.create_environment(&env).await {
             Ok(()) => Ok(env),
             Err(StoreError::Conflict(_)) => self
@@ -87,13 +97,23 @@ pub trait MessageStore: Send + Sync {
     /// yields `Replayed` (same fingerprint) or `Conflict` (another fingerprint) and stores nothing.
     async fn enqueue(&self, message: NewMessage) -> Result<EnqueueOutcome, StoreError>;
     /// A message, if it exists in `env` (or anywhere when `env` is `None`).
-    async fn get_message(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    async fn get_message(
+        &self,
+        env: Option<&EnvironmentId>,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// A message's content, if the message exists in `env`.
-    async fn get_content(&self, env: Option<&EnvironmentId>, id: &MessageId) -> Result<Option<StoredContent>, StoreError>;
+    async fn get_content(
+        &self,
+        env: Option<&EnvironmentId>,
+        id: &MessageId,
+    ) -> Result<Option<StoredContent>, StoreError>;
 }
 
 /// The outcome of one attempt, as the dispatcher decided it; the store applies it atomically
-/// and only if the lease is still the claimer's.
+/// and only if the lease is still the claimer's. `None` in `next_attempt_at`, `provider` or
+/// `provider_message_id` leaves the stored value unchanged; `last_error` is always written, so a
+/// successful attempt clears the previous failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     /// The message.
@@ -120,10 +140,19 @@ pub trait QueueStore: Send + Sync {
     /// Claims up to `limit` due messages — queued and due, or sending with an expired lease —
     /// marks them `sending` under a fresh lease until `now + lease`, and counts the attempt.
     /// Concurrent claimers never receive the same message while its lease holds.
-    async fn claim(&self, limit: u32, now: Timestamp, lease: Duration) -> Result<Vec<ClaimedMessage>, StoreError>;
+    async fn claim(
+        &self,
+        limit: u32,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
     /// Applies completions in one transaction; a completion whose lease was lost is skipped.
     /// Returns how many were applied.
-    async fn complete(&self, completions: &[Completion], now: Timestamp) -> Result<usize, StoreError>;
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
     /// Erases the content of messages in a final state that changed before `before`; returns
     /// how many.
     async fn purge_content(&self, before: Timestamp) -> Result<u64, StoreError>;
@@ -157,7 +186,11 @@ pub trait CaptureStore: Send + Sync {
     /// Stores a delivered copy. Every delivery is stored, so duplicates stay visible.
     async fn capture(&self, message: &CapturedMessage) -> Result<(), StoreError>;
     /// The newest captured messages of an environment.
-    async fn list_captured(&self, env: &EnvironmentId, limit: u32) -> Result<Vec<CapturedMessage>, StoreError>;
+    async fn list_captured(
+        &self,
+        env: &EnvironmentId,
+        limit: u32,
+    ) -> Result<Vec<CapturedMessage>, StoreError>;
 }
 
 /// Health of the storage backend.
@@ -168,6 +201,18 @@ pub trait HealthCheck: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Storage: EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck {}
+pub trait Storage:
+    EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck
+{
+}
 
-impl<T> Storage for T where T: EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck {}
+impl<T> Storage for T where
+    T: EnvironmentStore
+        + KeyStore
+        + MessageStore
+        + QueueStore
+        + EventStore
+        + CaptureStore
+        + HealthCheck
+{
+}

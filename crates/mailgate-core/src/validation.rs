@@ -18,7 +18,11 @@ pub struct FieldError {
 impl FieldError {
     /// Builds a field error.
     pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: field.into() }
+        Self {
+            code,
+            message: message.into(),
+            field: field.into(),
+        }
     }
 
     /// The same error, re-rooted under a parent path (`to` + `[1]` style paths are given whole).
@@ -38,7 +42,11 @@ pub fn check_header_value(field: &str, value: &str) -> Result<(), FieldError> {
         ));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(FieldError::new("invalid_characters", field, "control characters are not allowed"));
+        return Err(FieldError::new(
+            "invalid_characters",
+            field,
+            "control characters are not allowed",
+        ));
     }
     Ok(())
 }

@@ -20,7 +20,11 @@ pub struct CaptureProvider {
 impl CaptureProvider {
     /// A capture provider writing to `store`.
     pub fn new(store: Arc<dyn CaptureStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, delay: Duration::ZERO }
+        Self {
+            store,
+            clock,
+            delay: Duration::ZERO,
+        }
     }
 
     /// Waits `delay` before each capture, to imitate a slow provider (`capture://?delay_ms=N`).
@@ -46,14 +50,22 @@ impl Provider for CaptureProvider {
             content: message.content.clone(),
             captured_at: self.clock.now(),
         };
-        self.store
-            .capture(&captured)
-            .await
-            .map_err(|e| SendError::retryable("capture_store_unavailable", format!("could not store the captured message: {e}")))?;
-        Ok(SendReceipt { provider_message_id: Some(message.id.to_string()), final_delivery: true })
+        self.store.capture(&captured).await.map_err(|e| {
+            SendError::retryable(
+                "capture_store_unavailable",
+                format!("could not store the captured message: {e}"),
+            )
+        })?;
+        Ok(SendReceipt {
+            provider_message_id: Some(message.id.to_string()),
+            final_delivery: true,
+        })
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        Ok(VerifyReport { ok: true, checks: vec!["capture stores messages locally; nothing is sent".into()] })
+        Ok(VerifyReport {
+            ok: true,
+            checks: vec!["capture stores messages locally; nothing is sent".into()],
+        })
     }
 }

@@ -46,15 +46,25 @@ impl Dsn {
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut options = BTreeMap::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| DsnError::InvalidOption(pair.to_owned()))?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| DsnError::InvalidOption(pair.to_owned()))?;
             options.insert(k.to_owned(), v.to_owned());
         }
-        Ok(Self { scheme: scheme.to_owned(), authority: authority.to_owned(), options })
+        Ok(Self {
+            scheme: scheme.to_owned(),
+            authority: authority.to_owned(),
+            options,
+        })
     }
 }
 
 /// Builds the provider a DSN names. The capture provider writes to `capture_store`.
-pub fn build_provider(dsn: &Dsn, capture_store: Arc<dyn CaptureStore>, clock: Arc<dyn Clock>) -> Result<Arc<dyn Provider>, DsnError> {
+pub fn build_provider(
+    dsn: &Dsn,
+    capture_store: Arc<dyn CaptureStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Provider>, DsnError> {
     match dsn.scheme.as_str() {
         "capture" => {
             let mut provider = CaptureProvider::new(capture_store, clock);
@@ -87,6 +97,9 @@ mod tests {
         assert_eq!(d.scheme, "ses+api");
         assert_eq!(d.authority, "KEY:SECRET@default");
         assert_eq!(Dsn::parse("capture"), Err(DsnError::Malformed));
-        assert!(matches!(Dsn::parse("capture://?novalue"), Err(DsnError::InvalidOption(_))));
+        assert!(matches!(
+            Dsn::parse("capture://?novalue"),
+            Err(DsnError::InvalidOption(_))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mailgate_core::message::ClaimedMessage;
@@ -30,6 +30,8 @@ pub struct Call {
     pub attempt: u32,
     /// Its subject, to check what was delivered.
     pub subject: String,
+    /// When the call started.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -52,7 +54,11 @@ impl FakeProvider {
 
     /// Queues answers for the next calls; when the script runs out, messages are accepted.
     pub fn script(&self, steps: impl IntoIterator<Item = Scripted>) -> &Self {
-        self.inner.lock().expect("fake provider lock").script.extend(steps);
+        self.inner
+            .lock()
+            .expect("fake provider lock")
+            .script
+            .extend(steps);
         self
     }
 
@@ -63,7 +69,10 @@ impl FakeProvider {
 
     /// The calls for one message.
     pub fn calls_for(&self, id: MessageId) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.message_id == id).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.message_id == id)
+            .collect()
     }
 }
 
@@ -76,13 +85,21 @@ impl Provider for FakeProvider {
     async fn send(&self, message: &ClaimedMessage) -> Result<SendReceipt, SendError> {
         let mut step = {
             let mut inner = self.inner.lock().expect("fake provider lock");
-            inner.calls.push(Call { message_id: message.id, attempt: message.attempt, subject: message.content.subject.clone() });
+            inner.calls.push(Call {
+                message_id: message.id,
+                attempt: message.attempt,
+                subject: message.content.subject.clone(),
+                at: Instant::now(),
+            });
             inner.script.pop_front().unwrap_or(Scripted::Accept)
         };
         loop {
             match step {
                 Scripted::Accept => {
-                    return Ok(SendReceipt { provider_message_id: Some(format!("fake-{}", message.id)), final_delivery: false })
+                    return Ok(SendReceipt {
+                        provider_message_id: Some(format!("fake-{}", message.id)),
+                        final_delivery: false,
+                    })
                 }
                 Scripted::Fail(e) => return Err(e),
                 Scripted::Delay(d, next) => {

@@ -55,9 +55,10 @@ fn sqlite_claim_sql() -> String {
     )
 }
 
-const COMPLETE: &str = "UPDATE messages SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+const COMPLETE: &str =
+    "UPDATE messages SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
      provider = COALESCE($3, provider), provider_message_id = COALESCE($4, provider_message_id), \
-     last_error = COALESCE($5, last_error), locked_until = NULL, lease_token = NULL, updated_at = $6 \
+     last_error = $5, locked_until = NULL, lease_token = NULL, updated_at = $6 \
      WHERE id = $7 AND lease_token = $8";
 
 #[async_trait::async_trait]

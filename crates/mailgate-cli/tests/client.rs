@@ -1,0 +1,197 @@
+//! The API client subcommands (`environments`, `keys`, `send`, `emails`, `events`) against a real
+//! `mailgate serve` process.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{mailgate, start_server};
+
+fn client(dir: &Path, url: &str, key: &str, args: &[&str]) -> Output {
+    mailgate(
+        dir,
+        args,
+        &[("MAILGATE_URL", url), ("MAILGATE_API_KEY", key)],
+    )
+    .output()
+    .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn the_client_manages_environments_and_keys_and_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, admin) = start_server(dir.path());
+    let admin = admin.unwrap();
+    let d = dir.path();
+
+    let created = ok(client(
+        d,
+        &url,
+        &admin,
+        &["environments", "create", "staging"],
+    ));
+    assert!(
+        created.starts_with("created environment staging (env_"),
+        "{created}"
+    );
+    let list = json(client(d, &url, &admin, &["environments", "list", "--json"]));
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"default") && names.contains(&"staging"),
+        "{names:?}"
+    );
+
+    let key = json(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "keys",
+            "--environment",
+            "staging",
+            "create",
+            "--name",
+            "backend",
+            "--json",
+        ],
+    ));
+    let secret = key["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("mg_"));
+    let listed = ok(client(
+        d,
+        &url,
+        &admin,
+        &["keys", "--environment", "staging", "list"],
+    ));
+    assert!(
+        listed.contains("backend") && !listed.contains(&secret),
+        "keys list must not show secrets: {listed}"
+    );
+
+    // The environment key sends without naming its environment.
+    let sent = ok(client(
+        d,
+        &url,
+        &secret,
+        &[
+            "send",
+            "--from",
+            "Acme <noreply@acme.example>",
+            "--to",
+            "ann@example.com",
+            "--subject",
+            "Hello",
+            "--text",
+            "Hi Ann",
+            "--tag",
+            "welcome",
+        ],
+    ));
+    let id = sent.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(sent.starts_with("queued msg_"), "{sent}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = json(client(d, &url, &secret, &["emails", "--json", "get", &id]));
+        if m["status"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let readable = ok(client(d, &url, &secret, &["emails", "get", &id]));
+    assert!(
+        readable.contains("delivered") && readable.contains("capture"),
+        "{readable}"
+    );
+
+    let events = ok(client(
+        d,
+        &url,
+        &secret,
+        &["events", "--json", "--type", "delivered"],
+    ));
+    let lines: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["message_id"], id.as_str());
+
+    // Errors come back readable, with the code and the field, and a failing exit status.
+    let bad = client(
+        d,
+        &url,
+        &secret,
+        &[
+            "send",
+            "--from",
+            "not-an-address",
+            "--to",
+            "ann@example.com",
+            "--subject",
+            "x",
+            "--text",
+            "y",
+        ],
+    );
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("invalid_address") && stderr.contains("from"),
+        "{stderr}"
+    );
+
+    let forbidden = client(d, &url, &secret, &["environments", "list"]);
+    assert!(!forbidden.status.success());
+    assert!(String::from_utf8_lossy(&forbidden.stderr).contains("HTTP 403"));
+
+    let revoked = ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "keys",
+            "--environment",
+            "staging",
+            "delete",
+            key["id"].as_str().unwrap(),
+        ],
+    ));
+    assert!(revoked.starts_with("deleted key"));
+    let after = client(d, &url, &secret, &["emails", "get", &id]);
+    assert!(String::from_utf8_lossy(&after.stderr).contains("HTTP 401"));
+}
+
+#[test]
+fn the_client_refuses_to_run_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailgate(dir.path(), &["events"], &[])
+        .env_remove("MAILGATE_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAILGATE_API_KEY"));
+}
