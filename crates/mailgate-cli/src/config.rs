@@ -284,6 +284,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours.
     fn layers_apply_in_order_file_then_environment_then_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("mailgate.toml", "[worker]\nconcurrency = 7\nlease_seconds = 300\n[server]\nlisten = \"127.0.0.1:9000\"\n")?;

@@ -35,7 +35,7 @@ enum Command {
     /// Print the embedded default configuration (commented).
     Config,
     /// Send a message.
-    Send(client::SendArgs),
+    Send(Box<client::SendArgs>),
     /// Show messages.
     Emails(client::EmailsArgs),
     /// List events.
@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
             print!("{}", config::DEFAULTS);
             Ok(())
         }
-        Command::Send(args) => client::send(args).await,
+        Command::Send(args) => client::send(*args).await,
         Command::Emails(args) => client::emails(args).await,
         Command::Events(args) => client::events(args).await,
         Command::Environments(args) => client::environments(args).await,
