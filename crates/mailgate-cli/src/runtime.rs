@@ -8,7 +8,7 @@ use mailgate_core::dispatcher::Dispatcher;
 use mailgate_core::provider::SingleProvider;
 use mailgate_core::send::SendService;
 use mailgate_core::{Clock, SystemClock};
-use mailgate_providers::{build_provider, Dsn};
+use mailgate_providers::{BuildContext, ProviderConfig};
 use mailgate_server::{AppState, ServerConfig};
 use mailgate_store::{Database, StoreOptions};
 use secrecy::ExposeSecret;
@@ -44,9 +44,16 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
     let storage = db.storage();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let dsn = Dsn::parse(config.provider.default.expose_secret()).context("provider.default")?;
-    let provider =
-        build_provider(&dsn, storage.clone(), clock.clone()).context("provider.default")?;
+    let provider_config = ProviderConfig::from_dsn(config.provider.default.expose_secret())
+        .context("provider.default")?;
+    let build = BuildContext {
+        capture_store: storage.clone(),
+        clock: clock.clone(),
+    };
+    let provider = provider_config
+        .build(&build)
+        .await
+        .context("provider.default")?;
     tracing::info!(provider = provider.name(), "default provider ready");
 
     let shutdown = CancellationToken::new();

@@ -9,6 +9,53 @@ use mailgate_core::message::ClaimedMessage;
 use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
 use mailgate_core::store::{CaptureStore, CapturedMessage};
 use mailgate_core::Clock;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{BuildContext, ConfigError};
+use crate::dsn::Dsn;
+
+/// `capture://[?delay_ms=N]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Wait this long before each capture, to imitate a slow provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+impl CaptureConfig {
+    /// From a DSN.
+    pub fn from_dsn(mut dsn: Dsn) -> Result<Self, ConfigError> {
+        if dsn.host.is_some() || dsn.user.is_some() {
+            return Err(ConfigError::invalid(
+                "dsn",
+                "capture:// takes no host or credentials",
+            ));
+        }
+        let delay_ms = dsn
+            .take("delay_ms")
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ConfigError::invalid("delay_ms", "must be a whole number of milliseconds")
+                })
+            })
+            .transpose()?;
+        dsn.finish()?;
+        Ok(Self { delay_ms })
+    }
+
+    /// Nothing secret here.
+    pub fn redacted(&self) -> Value {
+        json!({ "delay_ms": self.delay_ms })
+    }
+
+    /// The provider.
+    pub fn build(&self, ctx: &BuildContext) -> Arc<dyn Provider> {
+        let p = CaptureProvider::new(ctx.capture_store.clone(), ctx.clock.clone());
+        Arc::new(p.with_delay(Duration::from_millis(self.delay_ms.unwrap_or(0))))
+    }
+}
 
 /// The capture provider.
 pub struct CaptureProvider {

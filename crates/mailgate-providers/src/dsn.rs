@@ -1,86 +1,109 @@
-//! Provider DSNs (`capture://`, later `smtp://…`, `ses+api://…`): parsed once at start-up into
-//! a provider instance.
+//! Provider DSNs (`capture://`, `smtp://user:pass@host:587`, `ses+api://KEY:SECRET@default?region=…`),
+//! parsed with the `url` crate so that credentials are percent-decoded.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
-use mailgate_core::provider::Provider;
-use mailgate_core::store::CaptureStore;
-use mailgate_core::Clock;
+use url::Url;
 
-use crate::capture::CaptureProvider;
+use crate::config::ConfigError;
 
-/// Why a DSN was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DsnError {
-    /// Not `scheme://…`.
-    #[error("provider DSN must look like scheme://… (e.g. capture://)")]
-    Malformed,
-    /// A scheme this build does not know.
-    #[error("unknown provider type '{0}' (this build supports: capture)")]
-    UnknownScheme(String),
-    /// A query option that is wrong or unknown.
-    #[error("invalid option '{0}' in provider DSN")]
-    InvalidOption(String),
-}
-
-/// A parsed DSN: scheme, the part after `://` up to `?`, and the query options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed DSN. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
-    /// `capture`, `smtp`, `ses+api`, …
+    /// `capture`, `smtp`, `smtps`, `ses+api`, …
     pub scheme: String,
-    /// Credentials and host, unparsed.
-    pub authority: String,
-    /// Query options.
+    /// The user part, percent-decoded (an API key, an SMTP user, an access key id).
+    pub user: Option<String>,
+    /// The password part, percent-decoded.
+    pub password: Option<String>,
+    /// The host; `None` for `default` (the provider's own endpoint) and for `capture://`.
+    pub host: Option<String>,
+    /// The port, if given.
+    pub port: Option<u16>,
+    /// Query options (the last value wins when a key repeats).
     pub options: BTreeMap<String, String>,
 }
 
-impl Dsn {
-    /// Parses `scheme://authority?key=value&…`.
-    pub fn parse(s: &str) -> Result<Self, DsnError> {
-        let (scheme, rest) = s.split_once("://").ok_or(DsnError::Malformed)?;
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_lowercase() || b == b'+') {
-            return Err(DsnError::Malformed);
-        }
-        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut options = BTreeMap::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| DsnError::InvalidOption(pair.to_owned()))?;
-            options.insert(k.to_owned(), v.to_owned());
-        }
-        Ok(Self {
-            scheme: scheme.to_owned(),
-            authority: authority.to_owned(),
-            options,
-        })
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dsn")
+            .field("scheme", &self.scheme)
+            .field("user", &self.user.as_ref().map(|_| "**"))
+            .field("password", &self.password.as_ref().map(|_| "**"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
-/// Builds the provider a DSN names. The capture provider writes to `capture_store`.
-pub fn build_provider(
-    dsn: &Dsn,
-    capture_store: Arc<dyn CaptureStore>,
-    clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn Provider>, DsnError> {
-    match dsn.scheme.as_str() {
-        "capture" => {
-            let mut provider = CaptureProvider::new(capture_store, clock);
-            for (k, v) in &dsn.options {
-                match k.as_str() {
-                    "delay_ms" => {
-                        let ms: u64 = v.parse().map_err(|_| DsnError::InvalidOption(k.clone()))?;
-                        provider = provider.with_delay(Duration::from_millis(ms));
-                    }
-                    _ => return Err(DsnError::InvalidOption(k.clone())),
-                }
-            }
-            Ok(Arc::new(provider))
-        }
-        other => Err(DsnError::UnknownScheme(other.to_owned())),
+impl Dsn {
+    /// Parses `scheme://[user[:password]@]host[:port][?key=value&…]`. Error messages never
+    /// contain the input, which may hold credentials.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let url = Url::parse(s.trim()).map_err(|e| {
+            ConfigError::invalid("dsn", format!("not a valid DSN ({e}); expected scheme://…"))
+        })?;
+        let decode = |v: &str| {
+            percent_decode(v).ok_or_else(|| {
+                ConfigError::invalid("dsn", "credentials are not valid percent-encoded UTF-8")
+            })
+        };
+        let user = match url.username() {
+            "" => None,
+            u => Some(decode(u)?),
+        };
+        let password = url.password().map(decode).transpose()?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty() && *h != "default")
+            .map(str::to_owned);
+        let options = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Ok(Self {
+            scheme: url.scheme().to_owned(),
+            user,
+            password,
+            host,
+            port: url.port(),
+            options,
+        })
     }
+
+    /// Removes and returns an option.
+    pub fn take(&mut self, key: &str) -> Option<String> {
+        self.options.remove(key)
+    }
+
+    /// Fails if options remain that the provider did not take: they are typos or unsupported.
+    pub fn finish(&self) -> Result<(), ConfigError> {
+        match self.options.keys().next() {
+            Some(k) => Err(ConfigError::invalid(
+                k,
+                format!("unknown option '{k}' for {}://", self.scheme),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -88,18 +111,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_dsns() {
-        let d = Dsn::parse("capture://?delay_ms=20").unwrap();
-        assert_eq!(d.scheme, "capture");
-        assert_eq!(d.authority, "");
-        assert_eq!(d.options.get("delay_ms").map(String::as_str), Some("20"));
-        let d = Dsn::parse("ses+api://KEY:SECRET@default?region=us-east-1").unwrap();
+    fn parses_credentials_hosts_and_options() {
+        let d = Dsn::parse(
+            "smtp://user%40example.com:p%2Fa%2Bss@mail.example.com:587?helo=gw.example.com",
+        )
+        .unwrap();
+        assert_eq!(d.scheme, "smtp");
+        assert_eq!(d.user.as_deref(), Some("user@example.com"));
+        assert_eq!(d.password.as_deref(), Some("p/a+ss"));
+        assert_eq!(d.host.as_deref(), Some("mail.example.com"));
+        assert_eq!(d.port, Some(587));
+        assert_eq!(
+            d.options.get("helo").map(String::as_str),
+            Some("gw.example.com")
+        );
+
+        let d = Dsn::parse("ses+api://AKID:SECRET@default?region=us-east-1").unwrap();
         assert_eq!(d.scheme, "ses+api");
-        assert_eq!(d.authority, "KEY:SECRET@default");
-        assert_eq!(Dsn::parse("capture"), Err(DsnError::Malformed));
-        assert!(matches!(
-            Dsn::parse("capture://?novalue"),
-            Err(DsnError::InvalidOption(_))
-        ));
+        assert_eq!(d.host, None);
+        let d = Dsn::parse("capture://").unwrap();
+        assert_eq!(
+            (d.scheme.as_str(), d.host.clone(), d.user.clone()),
+            ("capture", None, None)
+        );
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_secrets() {
+        let d = Dsn::parse("smtp://u:hunter2@h:25").unwrap();
+        assert!(!format!("{d:?}").contains("hunter2"));
+        let e = Dsn::parse("smtp://u:hunter2@h:notaport").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let mut d = Dsn::parse("capture://?dealy_ms=3").unwrap();
+        assert!(d.take("delay_ms").is_none());
+        assert!(d.finish().unwrap_err().to_string().contains("dealy_ms"));
     }
 }

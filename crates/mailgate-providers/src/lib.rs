@@ -1,11 +1,15 @@
 //! mailgate's delivery providers, one module per provider. Each classifies its own failures
 //! into retryable and permanent at this boundary; the retry policy lives in core.
 //!
-//! Today: `capture` (the built-in default) and the DSN parser that selects a provider.
+//! A provider is described by a `ProviderConfig` (from a DSN or JSON) and built from it.
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod config;
 pub mod dsn;
+pub mod ses;
+pub mod smtp;
 
 pub use capture::CaptureProvider;
-pub use dsn::{build_provider, Dsn, DsnError};
+pub use config::{BuildContext, ConfigError, ProviderConfig};
+pub use dsn::Dsn;

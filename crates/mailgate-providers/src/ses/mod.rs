@@ -1,0 +1,32 @@
+//! Amazon SES v2 provider (aws-sdk-sesv2). Placeholder: replaced by the SES work of issue 3.
+
+use std::sync::Arc;
+
+use mailgate_core::provider::Provider;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::ConfigError;
+use crate::dsn::Dsn;
+
+/// SES configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesConfig {}
+
+impl SesConfig {
+    /// From a DSN.
+    pub fn from_dsn(_dsn: Dsn) -> Result<Self, ConfigError> {
+        Err(ConfigError::UnknownType("ses".into()))
+    }
+
+    /// Secrets masked.
+    pub fn redacted(&self) -> Value {
+        json!({})
+    }
+
+    /// The provider.
+    pub async fn build(&self) -> Result<Arc<dyn Provider>, ConfigError> {
+        Err(ConfigError::UnknownType("ses".into()))
+    }
+}
