@@ -6,3 +6,4 @@
 pub mod app;
 pub mod db;
 pub mod fake_provider;
+pub mod peers;

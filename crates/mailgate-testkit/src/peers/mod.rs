@@ -1,0 +1,4 @@
+//! Real third-party peers started on loopback for provider tests, each stopped when dropped.
+
+pub mod moto;
+pub mod smtp;
