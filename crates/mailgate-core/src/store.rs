@@ -193,6 +193,49 @@ pub trait CaptureStore: Send + Sync {
     ) -> Result<Vec<CapturedMessage>, StoreError>;
 }
 
+/// An environment's provider configuration as stored: sealed (encrypted) by the provider
+/// registry, with a redacted copy that is safe to show. The store never sees a secret in clear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredProviderConfig {
+    /// The environment.
+    pub environment_id: EnvironmentId,
+    /// `""` for the environment itself; an organization's name for its own provider.
+    pub scope: String,
+    /// The encrypted configuration (opaque to the store).
+    pub sealed: String,
+    /// The configuration with secrets masked.
+    pub redacted: serde_json::Value,
+    /// When it was last set; also tells cached providers they are stale.
+    pub updated_at: Timestamp,
+}
+
+/// Per-environment provider configurations.
+#[async_trait]
+pub trait ProviderConfigStore: Send + Sync {
+    /// Creates or replaces the configuration for (environment, scope).
+    async fn put_provider_config(&self, config: &StoredProviderConfig) -> Result<(), StoreError>;
+    /// The configuration for (environment, scope), if set.
+    async fn get_provider_config(
+        &self,
+        env: &EnvironmentId,
+        scope: &str,
+    ) -> Result<Option<StoredProviderConfig>, StoreError>;
+    /// When the configuration for (environment, scope) last changed, if set (a cheap staleness check).
+    async fn provider_config_version(
+        &self,
+        env: &EnvironmentId,
+        scope: &str,
+    ) -> Result<Option<Timestamp>, StoreError>;
+    /// Removes the configuration; false if there was none.
+    async fn delete_provider_config(
+        &self,
+        env: &EnvironmentId,
+        scope: &str,
+    ) -> Result<bool, StoreError>;
+    /// Every stored configuration (for re-encryption under a new key).
+    async fn list_provider_configs(&self) -> Result<Vec<StoredProviderConfig>, StoreError>;
+}
+
 /// Health of the storage backend.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -202,7 +245,14 @@ pub trait HealthCheck: Send + Sync {
 
 /// Everything a backend provides.
 pub trait Storage:
-    EnvironmentStore + KeyStore + MessageStore + QueueStore + EventStore + CaptureStore + HealthCheck
+    EnvironmentStore
+    + KeyStore
+    + MessageStore
+    + QueueStore
+    + EventStore
+    + CaptureStore
+    + ProviderConfigStore
+    + HealthCheck
 {
 }
 
@@ -213,6 +263,7 @@ impl<T> Storage for T where
         + QueueStore
         + EventStore
         + CaptureStore
+        + ProviderConfigStore
         + HealthCheck
 {
 }

@@ -54,6 +54,7 @@ contract!(
     messages::purge_content,
     events::list_events_filters_and_pages,
     events::capture_keeps_duplicates,
+    accounts::provider_configs,
     accounts::close_refuses_later_writes,
 );
 

@@ -6,6 +6,7 @@ mod environments;
 mod events;
 mod keys;
 mod messages;
+mod providers;
 mod queue;
 
 use std::sync::Mutex;

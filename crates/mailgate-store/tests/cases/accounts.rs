@@ -144,3 +144,66 @@ pub async fn close_refuses_later_writes(db: Database) {
     ));
     assert!(s.ping().await.is_err());
 }
+
+pub async fn provider_configs(db: Database) {
+    use mailgate_core::store::StoredProviderConfig;
+    use mailgate_core::Timestamp;
+
+    let s = db.storage();
+    let prod = environment(&*s, "production").await;
+    let other = environment(&*s, "staging").await;
+    assert_eq!(s.get_provider_config(&prod.id, "").await.unwrap(), None);
+    assert_eq!(s.provider_config_version(&prod.id, "").await.unwrap(), None);
+
+    let mut c = StoredProviderConfig {
+        environment_id: prod.id,
+        scope: String::new(),
+        sealed: "v1:sealed-bytes".into(),
+        redacted: serde_json::json!({"type": "smtp", "password": "********"}),
+        updated_at: Timestamp(1_000),
+    };
+    s.put_provider_config(&c).await.unwrap();
+    assert_eq!(
+        s.get_provider_config(&prod.id, "").await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(
+        s.get_provider_config(&other.id, "").await.unwrap(),
+        None,
+        "scoped to its environment"
+    );
+    assert_eq!(
+        s.get_provider_config(&prod.id, "acme").await.unwrap(),
+        None,
+        "scoped to its scope"
+    );
+
+    // Replacing keeps one row and moves the version.
+    c.sealed = "v1:other".into();
+    c.updated_at = Timestamp(2_000);
+    s.put_provider_config(&c).await.unwrap();
+    assert_eq!(
+        s.provider_config_version(&prod.id, "").await.unwrap(),
+        Some(Timestamp(2_000))
+    );
+    let org = StoredProviderConfig {
+        scope: "acme".into(),
+        ..c.clone()
+    };
+    s.put_provider_config(&org).await.unwrap();
+    assert_eq!(
+        s.list_provider_configs().await.unwrap(),
+        vec![c.clone(), org.clone()]
+    );
+
+    assert!(s.delete_provider_config(&prod.id, "").await.unwrap());
+    assert!(!s.delete_provider_config(&prod.id, "").await.unwrap());
+    assert_eq!(
+        s.get_provider_config(&prod.id, "acme").await.unwrap(),
+        Some(org)
+    );
+
+    // Deleting the environment deletes its configurations.
+    s.delete_environment(&prod.id).await.unwrap();
+    assert!(s.list_provider_configs().await.unwrap().is_empty());
+}
