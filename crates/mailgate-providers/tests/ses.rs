@@ -1,0 +1,499 @@
+//! The SES provider against real peers: moto_server (signature checking on) for sends, auth and
+//! identities; wiremock for what moto cannot produce (throttling, 5xx, quotas, request bodies).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mailgate_core::address::Mailbox;
+use mailgate_core::ids::{EnvironmentId, MessageId};
+use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
+use mailgate_core::provider::{Provider, SendError};
+use mailgate_providers::ses::SesProvider;
+use mailgate_providers::ProviderConfig;
+use mailgate_testkit::peers::moto::MotoPeer;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn mailbox(s: &str) -> Mailbox {
+    Mailbox::parse(s, "test").unwrap()
+}
+
+fn message(from: &str) -> ClaimedMessage {
+    ClaimedMessage {
+        id: MessageId::new(),
+        environment_id: EnvironmentId::new(),
+        attempt: 1,
+        max_attempts: 3,
+        lease_token: "lease".into(),
+        content: Content {
+            from: mailbox(from),
+            to: vec![mailbox("Ann <ann@example.net>")],
+            cc: vec![mailbox("bo@example.net")],
+            bcc: vec![mailbox("audit@acme.com")],
+            reply_to: vec![mailbox("support@acme.com")],
+            subject: "Your receipt".into(),
+            text: Some("Thanks for your order.".into()),
+            html: Some("<p>Thanks for your order.</p>".into()),
+            headers: vec![Header::parse("X-Order", "42", "headers").unwrap()],
+            attachments: vec![Attachment {
+                filename: "receipt.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: b"%PDF-1.4 test".to_vec(),
+                content_id: None,
+            }],
+        },
+        tags: vec!["receipt".into()],
+        metadata: BTreeMap::from([("order id".to_owned(), "42".to_owned())]),
+        provider_options: None,
+        idempotency_key: None,
+    }
+}
+
+async fn provider(dsn: &str) -> Arc<dyn Provider> {
+    let ProviderConfig::Ses(config) = ProviderConfig::from_dsn(dsn).unwrap() else {
+        panic!("not an SES config");
+    };
+    config.build().await.unwrap()
+}
+
+/// Percent-encodes a DSN credential (moto's secrets hold `/` and `+`).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn moto_provider(peer: &MotoPeer, secret: &str, extra: &str) -> Arc<dyn Provider> {
+    provider(&format!(
+        "ses+api://{}:{}@default?region=us-east-1&endpoint={}{extra}",
+        encode(&peer.access_key_id),
+        encode(secret),
+        peer.endpoint
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn moto_records_a_whole_message() {
+    let peer = MotoPeer::start().await;
+    peer.verify_identity("acme.com").await;
+    let ses = moto_provider(&peer, &peer.secret_access_key, "").await;
+
+    let receipt = ses
+        .send(&message("Acme Billing <noreply@acme.com>"))
+        .await
+        .unwrap();
+    let id = receipt.provider_message_id.expect("a MessageId");
+    assert!(!receipt.final_delivery);
+
+    let sent = peer.sent_messages().await;
+    let m = sent
+        .iter()
+        .find(|m| m.id == id)
+        .expect("moto recorded the send");
+    assert_eq!(m.source, "\"Acme Billing\" <noreply@acme.com>");
+    assert_eq!(m.subject, "Your receipt");
+    assert_eq!(m.body, "<p>Thanks for your order.</p>");
+    assert_eq!(
+        m.destinations["ToAddresses"],
+        json!(["\"Ann\" <ann@example.net>"])
+    );
+    assert_eq!(m.destinations["CcAddresses"], json!(["bo@example.net"]));
+    assert_eq!(m.destinations["BccAddresses"], json!(["audit@acme.com"]));
+}
+
+#[tokio::test]
+async fn moto_wrong_secret_is_a_permanent_authentication_error() {
+    let peer = MotoPeer::start().await;
+    peer.verify_identity("acme.com").await;
+    let ses = moto_provider(&peer, "not-the-secret", "").await;
+    let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
+    let SendError::Permanent { code, message } = &err else {
+        panic!("expected a permanent error, got {err:?}");
+    };
+    assert_eq!(code, "SignatureDoesNotMatch");
+    assert!(
+        message.contains("SES rejected the credentials"),
+        "{message}"
+    );
+    assert!(message.contains("us-east-1"), "{message}");
+    assert!(!message.contains("not-the-secret"));
+}
+
+#[tokio::test]
+async fn moto_unverified_sender_is_permanent_with_an_actionable_message() {
+    let peer = MotoPeer::start().await;
+    peer.verify_identity("acme.com").await;
+    let ses = moto_provider(&peer, &peer.secret_access_key, "").await;
+    let err = ses
+        .send(&message("noreply@unverified.example"))
+        .await
+        .unwrap_err();
+    let SendError::Permanent { code, message } = &err else {
+        panic!("expected a permanent error, got {err:?}");
+    };
+    assert_eq!(code, "MessageRejected");
+    assert!(
+        message.starts_with("sender address not verified in SES region us-east-1 — verify the domain or leave the SES sandbox"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("unverified.example"),
+        "no addresses in errors: {message}"
+    );
+}
+
+#[tokio::test]
+async fn moto_verify_reports_the_verified_identities() {
+    let peer = MotoPeer::start().await;
+    peer.verify_identity("acme.com").await;
+    peer.verify_identity("ops@other.example").await;
+    // moto 5.2 fails every signed GET to SES v2 (see the peer's docs): read with checking off.
+    peer.set_unauthenticated_actions(f64::INFINITY).await;
+    let ses = moto_provider(
+        &peer,
+        &peer.secret_access_key,
+        "&from=noreply@mail.acme.com",
+    )
+    .await;
+    let report = ses.verify().await.unwrap();
+    let all = report.checks.join("\n");
+    assert!(report.ok, "{all}");
+    assert!(
+        all.contains(
+            "sender noreply@mail.acme.com: domain acme.com verified for sending in us-east-1"
+        ),
+        "{all}"
+    );
+    // moto has no GetAccount and, for this SDK's ListEmailIdentities route, no listing: the
+    // report says so instead of failing (wiremock covers both below).
+    assert!(all.contains("account details unavailable"), "{all}");
+    assert!(all.contains("could not list identities"), "{all}");
+
+    let ses = moto_provider(
+        &peer,
+        &peer.secret_access_key,
+        "&from=Ops <ops@other.example>",
+    )
+    .await;
+    let report = ses.verify().await.unwrap();
+    assert!(
+        report.checks.iter().any(|c| c == "sender ops@other.example: address ops@other.example verified for sending in us-east-1"),
+        "{:?}",
+        report.checks
+    );
+
+    let ses = moto_provider(
+        &peer,
+        &peer.secret_access_key,
+        "&from=noreply@elsewhere.example",
+    )
+    .await;
+    let report = ses.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.contains("no verified identity covers it in us-east-1")),
+        "{:?}",
+        report.checks
+    );
+}
+
+async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
+    provider(&format!(
+        "ses+api://AKIDEXAMPLE:secret@default?region=us-east-1&endpoint={}{extra}",
+        server.uri()
+    ))
+    .await
+}
+
+fn ses_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header(
+            "x-amzn-ErrorType",
+            format!("{code}:http://internal.amazon.com/coral/"),
+        )
+        .set_body_json(json!({ "message": message }))
+}
+
+fn accepted() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"MessageId": "0100018c-test-000000"}))
+}
+
+#[tokio::test]
+async fn request_carries_every_field() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(accepted())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ses = wiremock_provider(&server, "&configuration_set=events").await;
+    let mut msg = message("Zoë <noreply@acme.com>");
+    msg.provider_options = Some(json!({"FeedbackForwardingEmailAddress": "bounces@acme.com"}));
+    let receipt = ses.send(&msg).await.unwrap();
+    assert_eq!(
+        receipt.provider_message_id.as_deref(),
+        Some("0100018c-test-000000")
+    );
+
+    let requests = server.received_requests().await.unwrap();
+    let send = requests
+        .iter()
+        .find(|r| r.url.path() == "/v2/email/outbound-emails")
+        .unwrap();
+    let auth = send.headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.contains("/us-east-1/ses/aws4_request"), "{auth}");
+    let body: Value = serde_json::from_slice(&send.body).unwrap();
+    assert_eq!(
+        body["FromEmailAddress"],
+        "=?UTF-8?B?Wm/Dqw==?= <noreply@acme.com>"
+    );
+    assert_eq!(body["ReplyToAddresses"], json!(["support@acme.com"]));
+    assert_eq!(body["ConfigurationSetName"], "events");
+    assert_eq!(body["FeedbackForwardingEmailAddress"], "bounces@acme.com");
+    let simple = &body["Content"]["Simple"];
+    assert_eq!(simple["Body"]["Text"]["Charset"], "UTF-8");
+    assert_eq!(
+        simple["Headers"],
+        json!([{"Name": "X-Order", "Value": "42"}])
+    );
+    let attachment = &simple["Attachments"][0];
+    assert_eq!(attachment["FileName"], "receipt.pdf");
+    assert_eq!(attachment["ContentType"], "application/pdf");
+    assert_eq!(attachment["ContentDisposition"], "ATTACHMENT");
+    assert_eq!(attachment["RawContent"], "JVBERi0xLjQgdGVzdA==");
+    let tags = body["EmailTags"].as_array().unwrap();
+    assert!(
+        tags.contains(&json!({"Name": "order_id", "Value": "42"})),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&json!({"Name": "receipt", "Value": "true"})),
+        "{tags:?}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ses_error(
+            429,
+            "TooManyRequestsException",
+            "Maximum sending rate exceeded.",
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(accepted())
+        .mount(&server)
+        .await;
+    let ses = wiremock_provider(&server, "").await;
+    let msg = message("noreply@acme.com");
+    let err = ses.send(&msg).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code(), "TooManyRequestsException");
+    assert!(
+        err.to_string().contains("Maximum sending rate exceeded"),
+        "{err}"
+    );
+    // The SDK itself must not retry: exactly one request so far.
+    let sends = |r: &[wiremock::Request]| {
+        r.iter()
+            .filter(|r| r.url.path() == "/v2/email/outbound-emails")
+            .count()
+    };
+    assert_eq!(sends(&server.received_requests().await.unwrap()), 1);
+    assert!(ses.send(&msg).await.is_ok());
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable_every_time() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ses_error(503, "ServiceUnavailable", "Service unavailable"))
+        .mount(&server)
+        .await;
+    let ses = wiremock_provider(&server, "").await;
+    for _ in 0..3 {
+        let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert_eq!(err.code(), "ServiceUnavailable");
+    }
+}
+
+#[tokio::test]
+async fn rejected_message_is_permanent_with_its_code() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ses_error(
+            400,
+            "MessageRejected",
+            "Illegal address bad@example.com",
+        ))
+        .mount(&server)
+        .await;
+    let ses = wiremock_provider(&server, "").await;
+    let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(err.code(), "MessageRejected");
+    assert!(
+        err.to_string().contains("SES rejected the message"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("bad@example.com"), "{err}");
+
+    for (status, code, expect) in [
+        (400, "MailFromDomainNotVerifiedException", "MAIL FROM"),
+        (400, "AccountSuspendedException", "suspended"),
+        (400, "SendingPausedException", "paused"),
+        (403, "AccessDeniedException", "not allowed"),
+        (
+            403,
+            "UnrecognizedClientException",
+            "SES rejected the credentials",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v2/email/outbound-emails"))
+            .respond_with(ses_error(status, code, "nope"))
+            .mount(&server)
+            .await;
+        let err = wiremock_provider(&server, "")
+            .await
+            .send(&message("noreply@acme.com"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{code}: {err:?}");
+        assert_eq!(err.code(), code);
+        assert!(err.to_string().contains(expect), "{code}: {err}");
+    }
+}
+
+fn account(production: bool, daily: f64, rate: f64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "ProductionAccessEnabled": production,
+        "SendingEnabled": true,
+        "SendQuota": {"Max24HourSend": daily, "MaxSendRate": rate, "SentLast24Hours": 3.0}
+    }))
+}
+
+#[tokio::test]
+async fn verify_reports_sandbox_and_quota() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/email/account"))
+        .respond_with(account(false, 200.0, 1.0))
+        .mount(&server)
+        .await;
+    // aws-sdk-sesv2 1.145 lists identities with POST /v2/email/list-identities.
+    Mock::given(method("POST"))
+        .and(path("/v2/email/list-identities"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"EmailIdentities": [
+            {"IdentityType": "DOMAIN", "IdentityName": "acme.com", "SendingEnabled": true, "VerificationStatus": "SUCCESS"},
+            {"IdentityType": "DOMAIN", "IdentityName": "new.example", "SendingEnabled": false, "VerificationStatus": "PENDING"}
+        ]})))
+        .mount(&server)
+        .await;
+    let report = wiremock_provider(&server, "").await.verify().await;
+    let reqs: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    let report = report.unwrap_or_else(|e| panic!("{e:?} {reqs:?}"));
+    assert!(report.ok, "{:?}", report.checks);
+    assert!(report
+        .checks
+        .contains(&"credentials accepted by SES in us-east-1".to_owned()));
+    assert!(
+        report.checks.contains(
+            &"account in sandbox: only verified recipients, 200 per day, 1 per second".to_owned()
+        ),
+        "{:?}",
+        report.checks
+    );
+    assert!(report
+        .checks
+        .contains(&"verified identities in us-east-1: acme.com".to_owned()));
+    assert!(report.checks.iter().any(|c| c.contains("new.example")));
+}
+
+#[tokio::test]
+async fn verify_reports_refused_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/email/account"))
+        .respond_with(ses_error(
+            403,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        ))
+        .mount(&server)
+        .await;
+    let report = wiremock_provider(&server, "").await.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.checks[0].contains("SES rejected the credentials"),
+        "{:?}",
+        report.checks
+    );
+}
+
+#[tokio::test]
+async fn send_rate_comes_from_get_account_or_the_option() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/email/account"))
+        .respond_with(account(true, 50000.0, 14.0))
+        .mount(&server)
+        .await;
+    let rate = |extra: &'static str| {
+        let server = &server;
+        async move {
+            let ProviderConfig::Ses(c) = ProviderConfig::from_dsn(&format!(
+                "ses+api://AK:S@default?region=us-east-1&endpoint={}{extra}",
+                server.uri()
+            ))
+            .unwrap() else {
+                unreachable!()
+            };
+            let p = SesProvider::new(&c).await;
+            p.send_rate().await
+        }
+    };
+    assert_eq!(rate("").await, Some(14.0));
+    assert_eq!(rate("&max_send_rate=5").await, Some(5.0));
+
+    // Without GetAccount (404 here) the option alone decides; without either there is no limit.
+    let bare = MockServer::start().await;
+    let ProviderConfig::Ses(c) = ProviderConfig::from_dsn(&format!(
+        "ses+api://AK:S@default?region=us-east-1&endpoint={}&max_send_rate=3",
+        bare.uri()
+    ))
+    .unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(SesProvider::new(&c).await.send_rate().await, Some(3.0));
+    let mut c = c;
+    c.max_send_rate = None;
+    assert_eq!(SesProvider::new(&c).await.send_rate().await, None);
+}
