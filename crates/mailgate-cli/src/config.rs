@@ -38,6 +38,11 @@ pub struct Config {
     /// The bootstrap admin key.
     #[serde(default)]
     pub admin_key: Option<SecretString>,
+    /// The key sealing provider secrets (base64 of 32 bytes); `MAILGATE_SECRET_KEY`.
+    #[serde(default)]
+    pub secret_key: Option<SecretString>,
+    /// Where mailgate keeps its files (the generated secret key; the SQLite database by default).
+    pub data_dir: PathBuf,
     /// HTTP API.
     pub server: ServerSection,
     /// Storage.

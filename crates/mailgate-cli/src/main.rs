@@ -6,6 +6,7 @@ mod bootstrap;
 mod client;
 mod config;
 mod runtime;
+mod secrets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,10 +45,14 @@ enum Command {
     Environments(client::EnvironmentsArgs),
     /// Manage an environment's API keys.
     Keys(client::KeysArgs),
+    /// Manage an environment's provider.
+    Providers(client::ProvidersArgs),
+    /// Manage the key that encrypts provider credentials.
+    Secrets(secrets::SecretsArgs),
 }
 
 #[derive(Args, Clone)]
-struct ServerArgs {
+pub struct ServerArgs {
     /// Configuration file (default: ./mailgate.toml if present).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -60,7 +65,8 @@ struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn load(&self) -> anyhow::Result<Config> {
+    /// Loads the configuration with these flags on top.
+    pub fn load(&self) -> anyhow::Result<Config> {
         Config::load(&Overrides {
             config_file: self.config.clone(),
             listen: self.listen,
@@ -98,6 +104,8 @@ async fn main() -> ExitCode {
         Command::Events(args) => client::events(args).await,
         Command::Environments(args) => client::environments(args).await,
         Command::Keys(args) => client::keys(args).await,
+        Command::Providers(args) => client::providers(args).await,
+        Command::Secrets(args) => secrets::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mailgate_core::dispatcher::Dispatcher;
-use mailgate_core::provider::SingleProvider;
 use mailgate_core::send::SendService;
 use mailgate_core::{Clock, SystemClock};
-use mailgate_providers::{BuildContext, ProviderConfig};
+use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry};
 use mailgate_server::{AppState, ServerConfig};
 use mailgate_store::{Database, StoreOptions};
 use secrecy::ExposeSecret;
@@ -17,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{bootstrap, AdminKey};
 use crate::config::Config;
+
+/// How often a cached provider is checked against the stored configuration, so that a change
+/// made through one process reaches the others.
+const PROVIDER_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens (creating the SQLite directory if needed) and optionally migrates the database.
 pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Database> {
@@ -50,18 +53,29 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         capture_store: storage.clone(),
         clock: clock.clone(),
     };
-    let provider = provider_config
-        .build(&build)
+    let (secret_key, _) = crate::secrets::load(&config)?;
+    let registry = Arc::new(
+        ProviderRegistry::new(
+            storage.clone(),
+            secret_key,
+            build,
+            provider_config.clone(),
+            PROVIDER_RECHECK,
+        )
         .await
-        .context("provider.default")?;
-    tracing::info!(provider = provider.name(), "default provider ready");
+        .context("provider.default")?,
+    );
+    tracing::info!(
+        provider = provider_config.type_name(),
+        "default provider ready"
+    );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
     let wake = Arc::new(Notify::new());
     let dispatcher = Dispatcher::new(
         storage.clone(),
-        Arc::new(SingleProvider(provider)),
+        registry.clone(),
         clock.clone(),
         config.retry(),
         config.dispatcher(),
@@ -82,6 +96,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
             storage: storage.clone(),
             send,
             clock: clock.clone(),
+            providers: registry.clone(),
             config: Arc::new(ServerConfig {
                 max_request_bytes: config.server.max_request_bytes,
                 request_timeout: std::time::Duration::from_secs(

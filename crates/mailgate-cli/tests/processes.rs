@@ -144,11 +144,14 @@ async fn enqueue_many(storage: &Arc<dyn Storage>, env: &Environment, n: usize) -
     ids
 }
 
-fn start_worker(dir: &Path, url: &str, provider: &str) -> Proc {
+/// A worker process. `lease_seconds` must outlive the longest stall of a claim-to-completion
+/// round trip, or a second worker may take a message the first is still finishing.
+fn start_worker(dir: &Path, url: &str, provider: &str, lease_seconds: u32) -> Proc {
+    let lease = lease_seconds.to_string();
     let env = [
         ("MAILGATE_PROVIDER__DEFAULT", provider),
         ("MAILGATE_WORKER__POLL_INTERVAL_MS", "50"),
-        ("MAILGATE_WORKER__LEASE_SECONDS", "3"),
+        ("MAILGATE_WORKER__LEASE_SECONDS", lease.as_str()),
         ("MAILGATE_WORKER__SEND_TIMEOUT_SECONDS", "2"),
         ("MAILGATE_WORKER__CONCURRENCY", "32"),
         ("MAILGATE_RETENTION__CONTENT_DAYS", "0"),
@@ -238,8 +241,10 @@ async fn two_worker_processes_deliver_ten_thousand_messages_exactly_once() {
     let ids = enqueue_many(&storage, &env, 10_000).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let _a = start_worker(dir.path(), &db.url, "capture://");
-    let _b = start_worker(dir.path(), &db.url, "capture://");
+    // Two processes writing one SQLite file wait on each other's locks for up to seconds, so the
+    // lease is generous here; the kill test below uses a short one.
+    let _a = start_worker(dir.path(), &db.url, "capture://", 60);
+    let _b = start_worker(dir.path(), &db.url, "capture://", 60);
     let counts = wait_captured(&storage, &env, &ids, Duration::from_secs(240)).await;
 
     let duplicates: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
@@ -268,7 +273,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
 
     // A slow worker: each delivery takes 300 ms, 32 at a time.
-    let mut slow = start_worker(dir.path(), &db.url, "capture://?delay_ms=300");
+    let mut slow = start_worker(dir.path(), &db.url, "capture://?delay_ms=300", 3);
     let deadline = Instant::now() + Duration::from_secs(30);
     let in_flight: HashSet<MessageId> = loop {
         let mut sending = HashSet::new();
@@ -299,7 +304,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
 
     // Its claimed messages stay leased until the lease (3 s) expires; then another worker
     // takes them.
-    let _rescuer = start_worker(dir.path(), &db.url, "capture://");
+    let _rescuer = start_worker(dir.path(), &db.url, "capture://", 3);
     let counts = wait_captured(&storage, &env, &ids, Duration::from_secs(60)).await;
     assert_all_delivered(&storage, &env, &ids).await;
     for (id, n) in &counts {

@@ -7,9 +7,13 @@
 pub mod capture;
 pub mod config;
 pub mod dsn;
+pub mod registry;
+pub mod secrets;
 pub mod ses;
 pub mod smtp;
 
 pub use capture::CaptureProvider;
 pub use config::{BuildContext, ConfigError, ProviderConfig};
 pub use dsn::Dsn;
+pub use registry::{ProviderRegistry, ProviderSource, ProviderView, RegistryError};
+pub use secrets::{SecretError, SecretKey};

@@ -47,6 +47,12 @@ impl FromRef<AppState> for SendService {
     }
 }
 
+impl FromRef<AppState> for Arc<mailgate_providers::ProviderRegistry> {
+    fn from_ref(state: &AppState) -> Self {
+        state.providers.clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<dyn Clock> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.clock)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
 use mailgate_core::Clock;
+use mailgate_providers::ProviderRegistry;
 
 /// How the HTTP server behaves; the binary fills it from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct AppState {
     pub send: SendService,
     /// The source of the current time.
     pub clock: Arc<dyn Clock>,
+    /// Per-environment providers (set, show, verify; also the dispatcher's resolver).
+    pub providers: Arc<ProviderRegistry>,
     /// The server's configuration.
     pub config: Arc<ServerConfig>,
 }

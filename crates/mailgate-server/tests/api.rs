@@ -8,5 +8,6 @@ mod api {
     mod events;
     mod health;
     mod keys;
+    mod providers;
     pub mod support;
 }

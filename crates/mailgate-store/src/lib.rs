@@ -94,12 +94,17 @@ impl Database {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(options.busy_timeout);
-            let pool = SqlitePoolOptions::new()
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(connect.clone())
+                .await
+                .map_err(OpenError::Connect)?;
+            let read = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .connect_with(connect)
                 .await
                 .map_err(OpenError::Connect)?;
-            Pools::Sqlite(pool)
+            Pools::Sqlite { read, write }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The parse error is not echoed: it could quote the password.
             let connect = PgConnectOptions::from_str(url)
@@ -124,7 +129,7 @@ impl Database {
     /// PostgreSQL by an advisory lock.
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self.store.pools() {
-            Pools::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pools::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await,
             Pools::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         }
         .map_err(OpenError::Migrate)
@@ -138,7 +143,7 @@ impl Database {
     /// Which backend this database uses.
     pub fn backend(&self) -> Backend {
         match self.store.pools() {
-            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Sqlite { .. } => Backend::Sqlite,
             Pools::Postgres(_) => Backend::Postgres,
         }
     }

@@ -5,8 +5,16 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 /// A pool on one of the two backends.
 #[derive(Debug, Clone)]
 pub(crate) enum Pools {
-    /// SQLite (one writer at a time).
-    Sqlite(SqlitePool),
+    /// SQLite: a pool for reads, and a pool of one connection for writes. SQLite admits one
+    /// writer at a time; funnelling this process's writes through one connection makes them
+    /// queue fairly in the pool instead of spinning in SQLite's busy handler against each other,
+    /// and leaves the busy timeout to arbitrate only between processes.
+    Sqlite {
+        /// Readers.
+        read: SqlitePool,
+        /// The one writer.
+        write: SqlitePool,
+    },
     /// PostgreSQL.
     Postgres(PgPool),
 }
@@ -15,7 +23,10 @@ impl Pools {
     /// Closes the pool, waiting for checked-out connections to come back.
     pub(crate) async fn close(&self) {
         match self {
-            Self::Sqlite(p) => p.close().await,
+            Self::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
             Self::Postgres(p) => p.close().await,
         }
     }
@@ -26,12 +37,23 @@ impl Pools {
 macro_rules! with_pool {
     ($pools:expr, $pool:ident => $body:expr) => {
         match $pools {
-            $crate::pools::Pools::Sqlite($pool) => $body,
+            $crate::pools::Pools::Sqlite { read: $pool, .. } => $body,
             $crate::pools::Pools::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use with_pool;
+
+/// Like [`with_pool`], for statements that write: on SQLite they go through the one writer.
+macro_rules! with_writer {
+    ($pools:expr, $pool:ident => $body:expr) => {
+        match $pools {
+            $crate::pools::Pools::Sqlite { write: $pool, .. } => $body,
+            $crate::pools::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_writer;
 
 /// Starting a transaction that will write.
 pub(crate) trait BeginWrite {

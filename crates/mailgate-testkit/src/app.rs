@@ -17,6 +17,7 @@ use mailgate_core::retry::RetryPolicy;
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
 use mailgate_core::{ApiKeyId, Clock, SystemClock};
+use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry, SecretKey};
 use mailgate_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -37,6 +38,10 @@ pub struct TestApp {
     pub database: mailgate_store::Database,
     /// The storage behind the server, for direct checks.
     pub storage: Arc<dyn Storage>,
+    /// The provider registry the server uses (default provider: `capture://`).
+    pub providers: Arc<ProviderRegistry>,
+    /// The key that seals provider secrets in this app's database.
+    pub secret_key: SecretKey,
     /// An HTTP client.
     pub client: reqwest::Client,
     shutdown: CancellationToken,
@@ -45,7 +50,8 @@ pub struct TestApp {
 
 /// A dispatcher to run beside the server.
 struct DispatcherSpec {
-    providers: Arc<dyn ProviderResolver>,
+    /// `None`: the app's own provider registry.
+    providers: Option<Arc<dyn ProviderResolver>>,
     retry: RetryPolicy,
     config: DispatcherConfig,
 }
@@ -112,7 +118,23 @@ impl TestAppBuilder {
     ) -> Self {
         self.retry = retry;
         self.dispatcher = Some(DispatcherSpec {
-            providers,
+            providers: Some(providers),
+            retry,
+            config,
+        });
+        self
+    }
+
+    /// Also runs a dispatcher delivering through the app's provider registry, so providers set
+    /// with `PUT /v1/environments/{env}/provider` are used.
+    pub fn with_registry_dispatcher(
+        mut self,
+        retry: RetryPolicy,
+        config: DispatcherConfig,
+    ) -> Self {
+        self.retry = retry;
+        self.dispatcher = Some(DispatcherSpec {
+            providers: None,
             retry,
             config,
         });
@@ -156,10 +178,28 @@ impl TestAppBuilder {
             self.retry,
             Arc::clone(&wake),
         );
+        let secret_key = SecretKey::generate();
+        let build = BuildContext {
+            capture_store: storage.clone(),
+            clock: Arc::clone(&self.clock),
+        };
+        let default_provider = ProviderConfig::from_dsn("capture://").expect("capture DSN");
+        let providers = Arc::new(
+            ProviderRegistry::new(
+                storage.clone(),
+                secret_key.clone(),
+                build,
+                default_provider,
+                Duration::from_millis(100),
+            )
+            .await
+            .expect("provider registry"),
+        );
         let state = AppState {
             storage: Arc::clone(&storage),
             send,
             clock: Arc::clone(&self.clock),
+            providers: Arc::clone(&providers),
             config: Arc::new(self.server),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -178,7 +218,8 @@ impl TestAppBuilder {
             let queue: Arc<dyn mailgate_core::store::QueueStore> = storage.clone();
             let dispatcher = Dispatcher::new(
                 queue,
-                spec.providers,
+                spec.providers
+                    .unwrap_or_else(|| Arc::clone(&providers) as Arc<dyn ProviderResolver>),
                 Arc::clone(&self.clock),
                 spec.retry,
                 spec.config,
@@ -192,6 +233,8 @@ impl TestAppBuilder {
             db,
             database,
             storage,
+            providers,
+            secret_key,
             client: reqwest::Client::new(),
             shutdown,
             tasks,
@@ -224,6 +267,17 @@ impl TestApp {
             .send()
             .await
             .expect("POST failed")
+    }
+
+    /// `PUT` a JSON body with a bearer key.
+    pub async fn put_json(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT request")
     }
 
     /// `GET path` with a bearer key.

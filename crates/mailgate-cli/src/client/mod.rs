@@ -1,6 +1,7 @@
 //! The API client behind `mailgate send`, `emails`, `events`, `environments` and `keys`.
 
 mod admin;
+mod providers;
 mod read;
 mod send;
 
@@ -10,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub use admin::{environments, keys, EnvironmentsArgs, KeysArgs};
+pub use providers::{providers, ProvidersArgs};
 pub use read::{emails, events, EmailsArgs, EventsArgs};
 pub use send::{send, SendArgs};
 

@@ -11,6 +11,7 @@ pub mod environments;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod providers;
 
 /// Every route, with JSON answers for unknown routes and methods.
 pub fn router() -> Router<AppState> {
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(environments::router())
         .merge(keys::router())
+        .merge(providers::router())
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
         })

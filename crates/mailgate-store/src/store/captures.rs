@@ -5,14 +5,14 @@ use mailgate_core::store::{CaptureStore, CapturedMessage, StoreError};
 
 use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::with_pool;
+use crate::pools::{with_pool, with_writer};
 use crate::rows::{to_json, CaptureRow};
 
 #[async_trait::async_trait]
 impl CaptureStore for SqlStore {
     async fn capture(&self, message: &CapturedMessage) -> Result<(), StoreError> {
         let content = to_json("captured_messages.content", &message.content)?;
-        with_pool!(&self.pools, pool => {
+        with_writer!(&self.pools, pool => {
             sqlx::query(
                 "INSERT INTO captured_messages (message_id, environment_id, content, captured_at) VALUES ($1, $2, $3, $4)",
             )

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{insert_event, SqlStore};
 use crate::error::{Closed, WriterGone};
 use crate::group_commit::Request;
-use crate::pools::{with_pool, BeginWrite, Pools};
+use crate::pools::{with_writer, BeginWrite, Pools};
 use crate::rows::{parse_id, to_json};
 
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.
@@ -87,7 +87,7 @@ pub(crate) async fn write_batch(
     pools: &Pools,
     batch: &[&PreparedMessage],
 ) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
-    with_pool!(pools, pool => {
+    with_writer!(pools, pool => {
         let mut tx = pool.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for p in batch {

@@ -6,13 +6,13 @@ use mailgate_core::store::{EnvironmentStore, StoreError};
 
 use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::with_pool;
+use crate::pools::{with_pool, with_writer};
 use crate::rows::EnvironmentRow;
 
 #[async_trait::async_trait]
 impl EnvironmentStore for SqlStore {
     async fn create_environment(&self, env: &Environment) -> Result<(), StoreError> {
-        let result = with_pool!(&self.pools, pool => {
+        let result = with_writer!(&self.pools, pool => {
             sqlx::query("INSERT INTO environments (id, name, created_at) VALUES ($1, $2, $3)")
                 .bind(env.id.to_string())
                 .bind(env.name.as_str())
@@ -53,7 +53,7 @@ impl EnvironmentStore for SqlStore {
     }
 
     async fn delete_environment(&self, id: &EnvironmentId) -> Result<bool, StoreError> {
-        let deleted = with_pool!(&self.pools, pool => {
+        let deleted = with_writer!(&self.pools, pool => {
             sqlx::query("DELETE FROM environments WHERE id = $1")
                 .bind(id.to_string())
                 .execute(pool)

@@ -6,7 +6,7 @@ use mailgate_core::store::{KeyStore, StoreError};
 
 use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::with_pool;
+use crate::pools::{with_pool, with_writer};
 use crate::rows::ApiKeyRow;
 
 const KEY_COLUMNS: &str = "id, environment_id, name, hint, created_at";
@@ -18,7 +18,7 @@ impl KeyStore for SqlStore {
             KeyScope::Admin => None,
             KeyScope::Environment(env) => Some(env.to_string()),
         };
-        with_pool!(&self.pools, pool => {
+        with_writer!(&self.pools, pool => {
             sqlx::query(
                 "INSERT INTO api_keys (id, environment_id, name, hint, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -57,7 +57,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn delete_api_key(&self, env: &EnvironmentId, id: &ApiKeyId) -> Result<bool, StoreError> {
-        let deleted = with_pool!(&self.pools, pool => {
+        let deleted = with_writer!(&self.pools, pool => {
             sqlx::query("DELETE FROM api_keys WHERE id = $1 AND environment_id = $2")
                 .bind(id.to_string())
                 .bind(env.to_string())

@@ -6,7 +6,7 @@ use mailgate_core::Timestamp;
 
 use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::with_pool;
+use crate::pools::{with_pool, with_writer};
 
 const COLUMNS: &str = "environment_id, scope, sealed, redacted, updated_at";
 
@@ -29,7 +29,7 @@ fn into_domain(
 #[async_trait::async_trait]
 impl ProviderConfigStore for SqlStore {
     async fn put_provider_config(&self, c: &StoredProviderConfig) -> Result<(), StoreError> {
-        with_pool!(self.pools(), pool => {
+        with_writer!(self.pools(), pool => {
             sqlx::query(
                 "INSERT INTO provider_configs (environment_id, scope, sealed, redacted, updated_at) \
                  VALUES ($1, $2, $3, $4, $5) \
@@ -84,7 +84,7 @@ impl ProviderConfigStore for SqlStore {
         env: &EnvironmentId,
         scope: &str,
     ) -> Result<bool, StoreError> {
-        let n = with_pool!(self.pools(), pool => {
+        let n = with_writer!(self.pools(), pool => {
             sqlx::query("DELETE FROM provider_configs WHERE environment_id = $1 AND scope = $2")
                 .bind(env.to_string())
                 .bind(scope)

@@ -8,7 +8,7 @@ use mailgate_core::Timestamp;
 
 use super::{insert_event, SqlStore};
 use crate::error::db_error;
-use crate::pools::{with_pool, BeginWrite, Pools};
+use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{ClaimRow, CLAIM_COLUMNS};
 
 /// PostgreSQL: lock the candidates with `SKIP LOCKED` so concurrent claimers (in this process or
@@ -75,10 +75,10 @@ impl QueueStore for SqlStore {
         // One fresh token per claim: 80 random bits, so a re-claim never reuses a token.
         let token = ulid::Ulid::new().to_string();
         let sql = match &self.pools {
-            Pools::Sqlite(_) => sqlite_claim_sql(),
+            Pools::Sqlite { .. } => sqlite_claim_sql(),
             Pools::Postgres(_) => postgres_claim_sql(),
         };
-        let rows: Vec<ClaimRow> = with_pool!(&self.pools, pool => {
+        let rows: Vec<ClaimRow> = with_writer!(&self.pools, pool => {
             sqlx::query_as(&sql)
                 .bind(now.0)
                 .bind(i64::from(limit))
@@ -99,7 +99,7 @@ impl QueueStore for SqlStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        with_pool!(&self.pools, pool => async {
+        with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
             let mut applied = 0;
             for c in completions {
@@ -131,7 +131,7 @@ impl QueueStore for SqlStore {
     }
 
     async fn purge_content(&self, before: Timestamp) -> Result<u64, StoreError> {
-        with_pool!(&self.pools, pool => {
+        with_writer!(&self.pools, pool => {
             sqlx::query(
                 "UPDATE messages SET content = NULL \
                  WHERE content IS NOT NULL AND updated_at < $1 AND status NOT IN ('queued', 'sending')",

@@ -1,0 +1,217 @@
+//! `/v1/environments/{env}/provider`: setting, showing (redacted), removing, verifying and
+//! testing an environment's provider, and delivery through it.
+
+use std::time::{Duration, Instant};
+
+use mailgate_core::dispatcher::DispatcherConfig;
+use mailgate_core::retry::RetryPolicy;
+use mailgate_testkit::app::TestApp;
+use serde_json::{json, Value};
+
+use super::support::{body, error, expect};
+
+const PATH: &str = "/v1/environments/default/provider";
+
+#[tokio::test]
+async fn an_environment_starts_on_the_default_provider_and_can_set_and_remove_its_own() {
+    let app = TestApp::spawn().await;
+    let shown = body(app.get(PATH, &app.admin_key).await, 200).await;
+    assert_eq!(shown["source"], "default");
+    assert_eq!(shown["provider"]["type"], "capture");
+    assert_eq!(shown["updated_at"], Value::Null);
+
+    let set = body(
+        app.put_json(
+            PATH,
+            &app.admin_key,
+            &json!({"dsn": "capture://?delay_ms=5"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(set["source"], "environment");
+    assert_eq!(set["provider"], json!({"type": "capture", "delay_ms": 5}));
+    assert!(set["updated_at"].is_string());
+    let shown = body(app.get(PATH, &app.admin_key).await, 200).await;
+    assert_eq!(shown["provider"], json!({"type": "capture", "delay_ms": 5}));
+
+    // The typed JSON form replaces it.
+    let set = body(
+        app.put_json(PATH, &app.admin_key, &json!({"type": "capture"}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        set["provider"],
+        json!({"type": "capture", "delay_ms": null})
+    );
+
+    assert_eq!(app.delete(PATH, &app.admin_key).await.status(), 204);
+    assert_eq!(
+        body(app.get(PATH, &app.admin_key).await, 200).await["source"],
+        "default"
+    );
+    assert_eq!(
+        error(app.delete(PATH, &app.admin_key).await).await,
+        expect(404, "not_found", None)
+    );
+}
+
+#[tokio::test]
+async fn bad_configurations_are_refused_with_the_field() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            json!({"dsn": "carrier-pigeon://coop"}),
+            expect(422, "unknown_provider_type", Some("type")),
+        ),
+        (
+            json!({"type": "carrier-pigeon"}),
+            expect(422, "unknown_provider_type", Some("type")),
+        ),
+        (
+            json!({"dsn": "capture://?dealy_ms=5"}),
+            expect(422, "invalid_provider_config", Some("dealy_ms")),
+        ),
+        (
+            json!({"dsn": "capture://?delay_ms=soon"}),
+            expect(422, "invalid_provider_config", Some("delay_ms")),
+        ),
+        (
+            json!({"dsn": "not a dsn"}),
+            expect(422, "invalid_provider_config", Some("dsn")),
+        ),
+        (
+            json!({"dsn": 42}),
+            expect(422, "invalid_provider_config", Some("dsn")),
+        ),
+        (
+            json!({"dsn": "capture://", "type": "capture"}),
+            expect(422, "invalid_provider_config", Some("dsn")),
+        ),
+        (
+            json!({}),
+            expect(422, "invalid_provider_config", Some("type")),
+        ),
+        (
+            json!({"type": "capture", "delay": 5}),
+            expect(422, "invalid_provider_config", Some("provider")),
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            error(app.put_json(PATH, &app.admin_key, &input).await).await,
+            expected,
+            "{input}"
+        );
+    }
+    assert_eq!(
+        body(app.get(PATH, &app.admin_key).await, 200).await["source"],
+        "default",
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn keys_of_other_environments_cannot_touch_the_provider() {
+    let app = TestApp::spawn().await;
+    app.create_env("staging").await;
+    let staging_key = app.create_key("staging").await;
+    assert_eq!(
+        error(app.get(PATH, &staging_key).await).await,
+        expect(403, "forbidden_environment", Some("env"))
+    );
+    let put = app
+        .put_json(PATH, &staging_key, &json!({"dsn": "capture://"}))
+        .await;
+    assert_eq!(
+        error(put).await,
+        expect(403, "forbidden_environment", Some("env"))
+    );
+    // Its own environment is fine.
+    let own = app
+        .put_json(
+            "/v1/environments/staging/provider",
+            &staging_key,
+            &json!({"dsn": "capture://"}),
+        )
+        .await;
+    assert_eq!(body(own, 200).await["source"], "environment");
+    assert_eq!(
+        error(app.get(PATH, "mg_wrong").await).await,
+        expect(401, "unauthorized", None)
+    );
+}
+
+#[tokio::test]
+async fn verify_reports_and_test_sends_through_the_environment_provider() {
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    };
+    let config = DispatcherConfig {
+        poll_interval: Duration::from_millis(20),
+        ..DispatcherConfig::default()
+    };
+    let app = TestApp::builder()
+        .with_registry_dispatcher(retry, config)
+        .spawn()
+        .await;
+    body(
+        app.put_json(
+            PATH,
+            &app.admin_key,
+            &json!({"dsn": "capture://?delay_ms=1"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+
+    let report = body(
+        app.post_json(&format!("{PATH}/verify"), &app.admin_key, &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["source"], "environment");
+    assert!(!report["checks"].as_array().unwrap().is_empty());
+
+    let bad = app
+        .post_json(
+            &format!("{PATH}/test"),
+            &app.admin_key,
+            &json!({"to": "nobody", "from": "a@acme.example"}),
+        )
+        .await;
+    assert_eq!(error(bad).await, expect(422, "invalid_address", Some("to")));
+    let queued = body(
+        app.post_json(
+            &format!("{PATH}/test"),
+            &app.admin_key,
+            &json!({"to": "ann@example.com", "from": "ops@acme.example"}),
+        )
+        .await,
+        202,
+    )
+    .await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = body(
+            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
+            200,
+        )
+        .await;
+        if m["status"] == "delivered" {
+            assert_eq!(m["provider"], "capture");
+            break;
+        }
+        assert!(Instant::now() < deadline, "test message not delivered: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
