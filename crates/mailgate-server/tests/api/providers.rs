@@ -215,3 +215,120 @@ async fn verify_reports_and_test_sends_through_the_environment_provider() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = body(
+            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
+            200,
+        )
+        .await;
+        if m["status"] == status {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message never reached {status}: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// An environment configured through the API for SES (moto, signature checking on) delivers
+/// through SES, and the secret is nowhere in clear: not in answers, not in the database.
+#[tokio::test]
+async fn an_environment_delivers_through_ses_configured_over_the_api_and_keeps_the_secret_sealed() {
+    use mailgate_testkit::peers::moto::MotoPeer;
+
+    let moto = MotoPeer::start().await;
+    moto.verify_identity("acme.example").await;
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    };
+    let config = DispatcherConfig {
+        poll_interval: Duration::from_millis(20),
+        ..DispatcherConfig::default()
+    };
+    let app = TestApp::builder()
+        .with_registry_dispatcher(retry, config)
+        .spawn()
+        .await;
+    app.create_env("production").await;
+    let key = app.create_key("production").await;
+
+    let ses = json!({
+        "type": "ses",
+        "region": "us-east-1",
+        "access_key_id": moto.access_key_id,
+        "secret_access_key": moto.secret_access_key,
+        "endpoint": moto.endpoint,
+    });
+    let path = "/v1/environments/production/provider";
+    let set = body(app.put_json(path, &key, &ses).await, 200).await;
+    let shown = body(app.get(path, &key).await, 200).await;
+    for answer in [&set, &shown] {
+        assert_eq!(answer["provider"]["type"], "ses");
+        assert_eq!(answer["provider"]["region"], "us-east-1");
+        assert!(
+            !answer.to_string().contains(&moto.secret_access_key),
+            "secret echoed: {answer}"
+        );
+    }
+
+    let sent = app
+        .post_json(
+            "/v1/emails",
+            &key,
+            &json!({"from": "Acme <noreply@acme.example>", "to": "ann@example.net", "subject": "Through SES", "text": "hello"}),
+        )
+        .await;
+    let id = body(sent, 202).await["id"].as_str().unwrap().to_owned();
+    let m = wait_for_status(&app, &id, "sent").await;
+    assert_eq!(m["provider"], "ses");
+    let provider_id = m["provider_message_id"]
+        .as_str()
+        .expect("SES message id")
+        .to_owned();
+    let at_moto = moto.sent_messages().await;
+    assert!(
+        at_moto
+            .iter()
+            .any(|s| s.id == provider_id && s.subject == "Through SES"),
+        "{at_moto:?}"
+    );
+
+    // At rest: the stored row holds only the sealed form and the redacted copy.
+    let env = app
+        .storage
+        .find_environment("production")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = app
+        .storage
+        .get_provider_config(&env.id, "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.sealed.contains(&moto.secret_access_key)
+            && !stored
+                .redacted
+                .to_string()
+                .contains(&moto.secret_access_key)
+    );
+    if let Some(file) = app.db.url.strip_prefix("sqlite://") {
+        for f in [file.to_owned(), format!("{file}-wal")] {
+            if let Ok(bytes) = std::fs::read(&f) {
+                let needle = moto.secret_access_key.as_bytes();
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "secret in clear in {f}"
+                );
+            }
+        }
+    }
+}
