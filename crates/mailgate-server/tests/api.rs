@@ -3,6 +3,7 @@
 
 mod api {
     mod emails;
+    mod delivery;
     mod environments;
     mod errors;
     mod events;
