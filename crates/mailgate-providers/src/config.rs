@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::capture::CaptureConfig;
 use crate::dsn::Dsn;
+use crate::mailgun::MailgunConfig;
+use crate::postmark::PostmarkConfig;
+use crate::resend::ResendConfig;
+use crate::sendgrid::SendgridConfig;
 use crate::ses::SesConfig;
 use crate::smtp::SmtpConfig;
 
@@ -19,7 +23,7 @@ use crate::smtp::SmtpConfig;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A provider type this build does not know.
-    #[error("unknown provider type '{0}' (known: capture, smtp, smtps, ses+api)")]
+    #[error("unknown provider type '{0}' (known: capture, smtp, smtps, ses+smtp, ses+api, mailgun+api, postmark+api, resend+api, sendgrid+api)")]
     UnknownType(String),
     /// A field is missing or wrong.
     #[error("{field}: {message}")]
@@ -60,6 +64,14 @@ pub enum ProviderConfig {
     Smtp(SmtpConfig),
     /// Amazon SES through the v2 API.
     Ses(SesConfig),
+    /// Mailgun (US or EU).
+    Mailgun(MailgunConfig),
+    /// Postmark.
+    Postmark(PostmarkConfig),
+    /// Resend.
+    Resend(ResendConfig),
+    /// Twilio SendGrid (global or EU).
+    Sendgrid(SendgridConfig),
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -76,6 +88,10 @@ impl ProviderConfig {
             "capture" => CaptureConfig::from_dsn(dsn).map(Self::Capture),
             "smtp" | "smtps" | "ses+smtp" => SmtpConfig::from_dsn(dsn).map(Self::Smtp),
             "ses" | "ses+api" => SesConfig::from_dsn(dsn).map(Self::Ses),
+            "mailgun" | "mailgun+api" => MailgunConfig::from_dsn(dsn).map(Self::Mailgun),
+            "postmark" | "postmark+api" => PostmarkConfig::from_dsn(dsn).map(Self::Postmark),
+            "resend" | "resend+api" => ResendConfig::from_dsn(dsn).map(Self::Resend),
+            "sendgrid" | "sendgrid+api" => SendgridConfig::from_dsn(dsn).map(Self::Sendgrid),
             other => Err(ConfigError::UnknownType(other.to_owned())),
         }
     }
@@ -102,7 +118,12 @@ impl ProviderConfig {
                         "a provider needs a type or a dsn",
                     ))
                 }
-                Some(t) if !matches!(t, "capture" | "smtp" | "ses") => {
+                Some(t)
+                    if !matches!(
+                        t,
+                        "capture" | "smtp" | "ses" | "mailgun" | "postmark" | "resend" | "sendgrid"
+                    ) =>
+                {
                     return Err(ConfigError::UnknownType(t.to_owned()))
                 }
                 Some(_) => {}
@@ -117,6 +138,10 @@ impl ProviderConfig {
             Self::Capture(_) => "capture",
             Self::Smtp(_) => "smtp",
             Self::Ses(_) => "ses",
+            Self::Mailgun(_) => "mailgun",
+            Self::Postmark(_) => "postmark",
+            Self::Resend(_) => "resend",
+            Self::Sendgrid(_) => "sendgrid",
         }
     }
 
@@ -126,6 +151,10 @@ impl ProviderConfig {
             Self::Capture(c) => c.redacted(),
             Self::Smtp(c) => c.redacted(),
             Self::Ses(c) => c.redacted(),
+            Self::Mailgun(c) => c.redacted(),
+            Self::Postmark(c) => c.redacted(),
+            Self::Resend(c) => c.redacted(),
+            Self::Sendgrid(c) => c.redacted(),
         };
         if let Some(obj) = v.as_object_mut() {
             obj.insert("type".into(), Value::from(self.type_name()));
@@ -139,6 +168,10 @@ impl ProviderConfig {
             Self::Capture(c) => Ok(c.build(ctx)),
             Self::Smtp(c) => c.build().await,
             Self::Ses(c) => c.build().await,
+            Self::Mailgun(c) => c.build().await,
+            Self::Postmark(c) => c.build().await,
+            Self::Resend(c) => c.build().await,
+            Self::Sendgrid(c) => c.build().await,
         }
     }
 }

@@ -7,8 +7,13 @@
 pub mod capture;
 pub mod config;
 pub mod dsn;
+pub mod http;
+pub mod mailgun;
+pub mod postmark;
 pub mod registry;
+pub mod resend;
 pub mod secrets;
+pub mod sendgrid;
 pub mod ses;
 pub mod smtp;
 

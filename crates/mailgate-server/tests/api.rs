@@ -2,8 +2,8 @@
 //! (SQLite, or PostgreSQL with `MAILGATE_TEST_BACKEND=postgres`).
 
 mod api {
-    mod emails;
     mod delivery;
+    mod emails;
     mod environments;
     mod errors;
     mod events;
