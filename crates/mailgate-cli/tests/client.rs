@@ -195,3 +195,108 @@ fn the_client_refuses_to_run_without_a_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAILGATE_API_KEY"));
 }
+
+#[test]
+fn the_client_configures_an_smtp_provider_verifies_it_and_sends_through_it() {
+    use mailgate_testkit::peers::smtp::{SmtpPeer, SmtpPeerOptions, SmtpPeerTls};
+
+    let smtp = SmtpPeer::start(SmtpPeerOptions {
+        tls: SmtpPeerTls::StartTls,
+        require_starttls: true,
+        auth: Some(("mailer".into(), "s3cret-pass".into())),
+        auth_require_tls: true,
+        ..SmtpPeerOptions::default()
+    });
+    let ca = smtp
+        .ca_pem_path
+        .clone()
+        .expect("the STARTTLS peer has a CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, admin) = start_server(dir.path());
+    let admin = admin.unwrap();
+    let d = dir.path();
+
+    let dsn = format!(
+        "smtp://mailer:s3cret-pass@127.0.0.1:{}?ca_file={}&helo=gw.acme.example",
+        smtp.port,
+        ca.display()
+    );
+    let set = ok(client(
+        d,
+        &url,
+        &admin,
+        &["providers", "--environment", "default", "set", &dsn],
+    ));
+    assert!(set.starts_with("smtp provider (environment)"), "{set}");
+    assert!(
+        !set.contains("s3cret-pass"),
+        "the password is never shown: {set}"
+    );
+    let shown = json(client(
+        d,
+        &url,
+        &admin,
+        &["providers", "show", "default", "--json"],
+    ));
+    assert_eq!(shown["provider"]["type"], "smtp");
+    assert!(!shown.to_string().contains("s3cret-pass"));
+
+    let report = ok(client(d, &url, &admin, &["providers", "verify", "default"]));
+    assert!(
+        report.contains("smtp provider: OK") && report.contains("authenticated as mailer"),
+        "{report}"
+    );
+
+    let sent = ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "send",
+            "--environment",
+            "default",
+            "--from",
+            "Acme <noreply@acme.example>",
+            "--to",
+            "ann@example.com",
+            "--subject",
+            "Over SMTP",
+            "--text",
+            "hi",
+        ],
+    ));
+    let id = sent.split_whitespace().nth(1).unwrap().to_owned();
+    let mail = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mail[0].envelope_to, ["ann@example.com"]);
+    assert!(String::from_utf8_lossy(&mail[0].raw).contains("Subject: Over SMTP"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = json(client(d, &url, &admin, &["emails", "--json", "get", &id]));
+        if m["status"] == "sent" {
+            assert_eq!(m["provider"], "smtp");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not sent: {m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A wrong password: verify says so, and the command fails.
+    let bad = format!(
+        "smtp://mailer:wrong@127.0.0.1:{}?ca_file={}",
+        smtp.port,
+        ca.display()
+    );
+    ok(client(d, &url, &admin, &["providers", "set", &bad]));
+    let out = client(d, &url, &admin, &["providers", "verify"]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("NOT OK") && !report.contains("wrong"),
+        "{report}"
+    );
+
+    let removed = ok(client(d, &url, &admin, &["providers", "remove", "default"]));
+    assert!(removed.contains("default now uses the default provider"));
+    let shown = json(client(d, &url, &admin, &["providers", "show", "--json"]));
+    assert_eq!(shown["source"], "default");
+}

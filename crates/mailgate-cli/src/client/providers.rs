@@ -24,7 +24,10 @@ pub struct ProvidersArgs {
 #[derive(Subcommand, Debug)]
 enum ProvidersCommand {
     /// Show the provider in use (secrets masked).
-    Show,
+    Show {
+        /// The environment (instead of --environment).
+        env: Option<String>,
+    },
     /// Set the provider from a DSN (e.g. smtp://user:pass@host:587) or a JSON file.
     Set {
         /// The provider DSN.
@@ -35,9 +38,15 @@ enum ProvidersCommand {
         json_file: Option<PathBuf>,
     },
     /// Go back to the server's default provider.
-    Remove,
+    Remove {
+        /// The environment (instead of --environment).
+        env: Option<String>,
+    },
     /// Check the configuration against the provider.
-    Verify,
+    Verify {
+        /// The environment (instead of --environment).
+        env: Option<String>,
+    },
     /// Send a test message through the provider.
     Test {
         /// Recipient.
@@ -65,9 +74,15 @@ fn show_view(body: &Value) {
 /// Runs `mailgate providers`.
 pub async fn providers(args: ProvidersArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.conn)?;
-    let base = format!("/v1/environments/{}/provider", encode(&args.environment));
+    let environment = match &args.command {
+        ProvidersCommand::Show { env: Some(e) }
+        | ProvidersCommand::Remove { env: Some(e) }
+        | ProvidersCommand::Verify { env: Some(e) } => e.clone(),
+        _ => args.environment.clone(),
+    };
+    let base = format!("/v1/environments/{}/provider", encode(&environment));
     let reply = match &args.command {
-        ProvidersCommand::Show => client.call(Method::GET, &base, None, &[]).await?,
+        ProvidersCommand::Show { .. } => client.call(Method::GET, &base, None, &[]).await?,
         ProvidersCommand::Set { dsn, json_file } => {
             let body = match (dsn, json_file) {
                 (Some(dsn), _) => json!({ "dsn": dsn }),
@@ -84,8 +99,8 @@ pub async fn providers(args: ProvidersArgs) -> anyhow::Result<()> {
             };
             client.call(Method::PUT, &base, Some(&body), &[]).await?
         }
-        ProvidersCommand::Remove => client.call(Method::DELETE, &base, None, &[]).await?,
-        ProvidersCommand::Verify => {
+        ProvidersCommand::Remove { .. } => client.call(Method::DELETE, &base, None, &[]).await?,
+        ProvidersCommand::Verify { .. } => {
             client
                 .call(
                     Method::POST,
@@ -111,9 +126,9 @@ pub async fn providers(args: ProvidersArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     match &args.command {
-        ProvidersCommand::Show | ProvidersCommand::Set { .. } => show_view(&reply.body),
-        ProvidersCommand::Remove => println!("{} now uses the default provider", args.environment),
-        ProvidersCommand::Verify => {
+        ProvidersCommand::Show { .. } | ProvidersCommand::Set { .. } => show_view(&reply.body),
+        ProvidersCommand::Remove { .. } => println!("{environment} now uses the default provider"),
+        ProvidersCommand::Verify { .. } => {
             let ok = reply.body["ok"].as_bool().unwrap_or(false);
             println!(
                 "{} provider: {}",
