@@ -1,0 +1,194 @@
+//! Classifies Postmark's answers into retryable and permanent `SendError`s. Postmark reports
+//! errors as `{"ErrorCode": n, "Message": "…"}` (HTTP 422, or even HTTP 200); the code becomes
+//! `postmark_<n>` and known codes get an actionable message. Addresses Postmark quotes back are
+//! scrubbed.
+
+use mailgate_core::provider::SendError;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// The longest piece of Postmark's own text carried into a message.
+const MAX_DETAIL: usize = 300;
+
+/// Postmark's error answer, when the body is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    /// `ErrorCode`.
+    pub code: i64,
+    /// `Message`, scrubbed and shortened.
+    pub message: String,
+}
+
+/// Reads `ErrorCode` and `Message` from a body.
+pub(crate) fn api_error(body: &[u8]) -> Option<ApiError> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let code = value.get("ErrorCode")?.as_i64()?;
+    let message = value.get("Message").and_then(Value::as_str).unwrap_or("");
+    Some(ApiError {
+        code,
+        message: shorten(&scrub(message)),
+    })
+}
+
+/// Classifies a non-2xx answer, or a 2xx answer whose `ErrorCode` is not 0.
+pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> SendError {
+    let retry_after = crate::http::retry_after(headers);
+    if let Some(error) = api_error(body).filter(|e| e.code != 0) {
+        if matches!(status.as_u16(), 429 | 500..=599) {
+            return SendError::Retryable {
+                code: format!("postmark_{}", error.code),
+                message: format!(
+                    "Postmark answered HTTP {}: {}",
+                    status.as_u16(),
+                    error.message
+                ),
+                retry_after,
+            };
+        }
+        return by_error_code(&error, retry_after);
+    }
+    let code = format!("http_{}", status.as_u16());
+    let detail = shorten(&scrub(&String::from_utf8_lossy(body)));
+    match status.as_u16() {
+        401 => SendError::permanent(code, BAD_TOKEN),
+        403 => SendError::permanent(
+            code,
+            "Postmark's network security layer blocked the request (HTTP 403 without an ErrorCode) — check the endpoint and contact Postmark support",
+        ),
+        404 => SendError::permanent(
+            code,
+            "Postmark answered 404 — check the endpoint override, or the template id or alias",
+        ),
+        413 => SendError::permanent(
+            code,
+            "the message is too large for Postmark (10 MB at most, attachments included after base64)",
+        ),
+        429 | 500..=599 => SendError::Retryable {
+            code,
+            message: format!("Postmark answered HTTP {}: {detail}", status.as_u16()),
+            retry_after,
+        },
+        other => crate::http::classify_status(
+            status,
+            headers,
+            code,
+            format!("Postmark answered HTTP {other}: {detail}"),
+        ),
+    }
+}
+
+const BAD_TOKEN: &str =
+    "Postmark rejected the server token (check it: the server's API token sends, the account token cannot)";
+
+/// The meaning of Postmark's documented `ErrorCode`s.
+fn by_error_code(error: &ApiError, retry_after: Option<std::time::Duration>) -> SendError {
+    let code = format!("postmark_{}", error.code);
+    let said = &error.message;
+    let permanent = |message: String| SendError::permanent(code.clone(), message);
+    match error.code {
+        10 => permanent(BAD_TOKEN.into()),
+        100 => SendError::Retryable {
+            code: code.clone(),
+            message: "Postmark is down for maintenance; retrying later".into(),
+            retry_after,
+        },
+        300 => permanent(format!("Postmark refused the message as invalid: {said}")),
+        400 => permanent(
+            "the From address has no sender signature in Postmark — add a sender signature or verify its domain".into(),
+        ),
+        401 => permanent(
+            "the From address's sender signature is not confirmed in Postmark — confirm it from the email Postmark sent, or verify the domain".into(),
+        ),
+        402 | 403 | 409 => permanent(format!(
+            "Postmark could not read the request (ErrorCode {}): {said}",
+            error.code
+        )),
+        405 => permanent(
+            "Postmark does not allow this account to send (out of credits?) — check the account's billing".into(),
+        ),
+        406 => permanent(
+            "recipient is marked inactive in Postmark (hard bounce or spam complaint) — reactivate it in Postmark's suppressions if it should receive mail".into(),
+        ),
+        410 => permanent(format!("too many messages in one batch: {said}")),
+        411 => permanent(format!("Postmark forbids an attachment's file type: {said}")),
+        412 => permanent(
+            "the Postmark account is pending approval: until it is approved it can only send to addresses on its own domain".into(),
+        ),
+        413 => permanent(
+            "the Postmark account may not send (suspended?) — contact Postmark support".into(),
+        ),
+        429 => SendError::Retryable {
+            code: code.clone(),
+            message: format!("Postmark rate limit reached: {said}"),
+            retry_after,
+        },
+        _ => permanent(format!(
+            "Postmark refused the request (ErrorCode {}): {said}",
+            error.code
+        )),
+    }
+}
+
+/// Replaces every word that looks like an email address with `<address>`.
+fn scrub(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| if w.contains('@') { "<address>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shorten(text: &str) -> String {
+    if text.is_empty() {
+        return "no details given".into();
+    }
+    match text.char_indices().nth(MAX_DETAIL) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(code: i64, message: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"ErrorCode": code, "Message": message})).unwrap()
+    }
+
+    #[test]
+    fn error_codes_are_permanent_with_their_meaning() {
+        let h = HeaderMap::new();
+        let s = StatusCode::UNPROCESSABLE_ENTITY;
+        let e = classify(
+            s,
+            &h,
+            &body(406, "Found inactive addresses: ann@example.net."),
+        );
+        assert_eq!(e.code(), "postmark_406");
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("marked inactive"), "{e}");
+        assert!(!e.to_string().contains("ann@"), "{e}");
+        for code in [10, 300, 400, 401, 402, 405, 411, 412, 413, 1234] {
+            assert!(!classify(s, &h, &body(code, "x")).is_retryable(), "{code}");
+        }
+        assert!(classify(s, &h, &body(100, "maintenance")).is_retryable());
+        assert!(classify(StatusCode::OK, &h, &body(300, "bad"))
+            .to_string()
+            .contains("invalid"));
+    }
+
+    #[test]
+    fn statuses_without_error_codes() {
+        let h = HeaderMap::new();
+        for s in [429, 500, 503] {
+            assert!(classify(StatusCode::from_u16(s).unwrap(), &h, b"").is_retryable());
+        }
+        for s in [401, 403, 404, 413] {
+            assert!(!classify(StatusCode::from_u16(s).unwrap(), &h, b"<html>").is_retryable());
+        }
+        let e = classify(StatusCode::UNAUTHORIZED, &h, &body(10, "Bad token"));
+        assert!(e.to_string().contains("server token"), "{e}");
+    }
+}
