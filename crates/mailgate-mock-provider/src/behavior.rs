@@ -75,7 +75,9 @@ impl FromStr for Latency {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         match kind {
-            "fixed" => Ok(Latency::Fixed { ms: parse_ms(rest)? }),
+            "fixed" => Ok(Latency::Fixed {
+                ms: parse_ms(rest)?,
+            }),
             "uniform" => {
                 let (a, b) = rest
                     .split_once("..")

@@ -153,7 +153,8 @@ mod tests {
         assert_eq!(from_json(&ses).as_deref(), Some("msg_1"));
         let postmark = json!({"Subject": "hi", "Metadata": {"mailgate_message_id": "msg_2"}});
         assert_eq!(from_json(&postmark).as_deref(), Some("msg_2"));
-        let resend = json!({"subject": "hi", "tags": [{"name": "mailgate_message_id", "value": "msg_3"}]});
+        let resend =
+            json!({"subject": "hi", "tags": [{"name": "mailgate_message_id", "value": "msg_3"}]});
         assert_eq!(from_json(&resend).as_deref(), Some("msg_3"));
         let sendgrid = json!({"personalizations": [{"to": []}], "custom_args": {"mailgate_message_id": "msg_4"}});
         assert_eq!(from_json(&sendgrid).as_deref(), Some("msg_4"));

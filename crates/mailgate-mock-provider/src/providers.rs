@@ -91,7 +91,9 @@ pub fn parse(kind: Kind, headers: &HeaderMap, body: &[u8]) -> Parsed {
 /// The provider's success answer for `n` messages.
 pub fn success(kind: Kind, n: usize, batch: bool) -> Response {
     match kind {
-        Kind::Ses => Json200(json!({ "MessageId": format!("0100{}-000000", fresh_hex()) })).into_response(),
+        Kind::Ses => {
+            Json200(json!({ "MessageId": format!("0100{}-000000", fresh_hex()) })).into_response()
+        }
         Kind::Mailgun => Json200(json!({
             "id": format!("<{}@mock.mailgun.example>", fresh_hex()),
             "message": "Queued. Thank you."
@@ -176,7 +178,10 @@ pub fn fault(kind: Kind, fault: Fault) -> Response {
             with_headers(
                 status,
                 json!({ "message": msg }),
-                &[("x-amzn-errortype", format!("{ty}:http://internal.amazon.com/"))],
+                &[(
+                    "x-amzn-errortype",
+                    format!("{ty}:http://internal.amazon.com/"),
+                )],
             )
         }
         (Kind::Mailgun, Fault::Throttled) => with_headers(

@@ -240,7 +240,12 @@ async fn send(
 }
 
 async fn ses_account(State(shared): St) -> Response {
-    let rate = shared.behavior.read().unwrap().rate_limit.unwrap_or(1_000_000.0);
+    let rate = shared
+        .behavior
+        .read()
+        .unwrap()
+        .rate_limit
+        .unwrap_or(1_000_000.0);
     Json(json!({
         "DedicatedIpAutoWarmupEnabled": false,
         "EnforcementStatus": "HEALTHY",

@@ -55,7 +55,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" => w.write_all(b"250-mock\r\n250-PIPELINING\r\n250 8BITMIME\r\n").await?,
+            "EHLO" => {
+                w.write_all(b"250-mock\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                    .await?
+            }
             "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => w.write_all(b"250 OK\r\n").await?,
             "QUIT" => {
                 w.write_all(b"221 bye\r\n").await?;
