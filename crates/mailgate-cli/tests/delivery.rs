@@ -96,7 +96,8 @@ async fn harness(
 
 fn request(subject: &str) -> SendRequest {
     SendRequest {
-        content: Content {
+        tags: vec!["signin".into()],
+        ..SendRequest::new(Content {
             from: Mailbox::parse("Acme <noreply@acme.example>", "from").unwrap(),
             to: vec![Mailbox::parse("ann@example.com", "to").unwrap()],
             cc: vec![],
@@ -107,10 +108,7 @@ fn request(subject: &str) -> SendRequest {
             html: None,
             headers: vec![],
             attachments: vec![],
-        },
-        tags: vec!["signin".into()],
-        metadata: Default::default(),
-        provider_options: None,
+        })
     }
 }
 

@@ -119,6 +119,9 @@ fn message(env: EnvironmentId, i: usize, now: mailgate_core::Timestamp) -> NewMe
         idempotency: None,
         max_attempts: 5,
         created_at: now,
+        delivery: Default::default(),
+        secrets: Vec::new(),
+        template: None,
     }
 }
 

@@ -204,6 +204,11 @@ impl Dispatcher {
     /// Delivers one claimed message and decides its next state.
     #[tracing::instrument(skip_all, fields(message.id = %message.id, attempt = message.attempt))]
     async fn deliver(&self, message: ClaimedMessage) -> Completion {
+        if let Some(at) = message.delivery.expires_at {
+            if self.clock.now() >= at {
+                return self.expired(&message, None, "the message expired before this attempt");
+            }
+        }
         if message.attempt > message.max_attempts {
             let err = SendError::permanent(
                 "lease_expired",
@@ -270,6 +275,39 @@ impl Dispatcher {
         }
     }
 
+    /// The message outlived its `expires_at`: it ends `expired`, never delivered.
+    fn expired(
+        &self,
+        message: &ClaimedMessage,
+        provider: Option<String>,
+        reason: &str,
+    ) -> Completion {
+        let now = self.clock.now();
+        tracing::info!(status = "expired", "message expired before delivery");
+        let data = json!({
+            "attempt": message.attempt,
+            "provider": provider,
+            "expires_at": message.delivery.expires_at.map(|t| t.to_rfc3339()),
+            "reason": reason,
+        });
+        Completion {
+            message_id: message.id,
+            lease_token: message.lease_token.clone(),
+            status: MessageStatus::Expired,
+            next_attempt_at: None,
+            provider,
+            provider_message_id: None,
+            last_error: Some(format!("expired: {reason}")),
+            events: vec![NewEvent::for_message(
+                message.environment_id,
+                message.id,
+                EventType::Expired,
+                now,
+                data,
+            )],
+        }
+    }
+
     fn failure(
         &self,
         message: &ClaimedMessage,
@@ -281,6 +319,10 @@ impl Dispatcher {
         let (status, next, event) = match &err {
             SendError::Retryable { retry_after, .. } if message.attempt < message.max_attempts => {
                 let next = now.plus(self.retry.delay(message.attempt, *retry_after));
+                if message.delivery.expires_at.is_some_and(|at| next >= at) {
+                    let why = format!("{reason}; the next attempt would fall after the expiry");
+                    return self.expired(message, provider, &why);
+                }
                 (MessageStatus::Queued, Some(next), EventType::Deferred)
             }
             SendError::Retryable { .. } | SendError::Permanent { .. } => {

@@ -12,9 +12,12 @@ pub mod event;
 pub mod ids;
 pub mod message;
 pub mod provider;
+pub mod redact;
 pub mod retry;
 pub mod send;
+pub mod settings;
 pub mod store;
+pub mod template;
 pub mod time;
 pub mod validation;
 

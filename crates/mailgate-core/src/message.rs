@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::address::Mailbox;
 use crate::ids::{EnvironmentId, MessageId};
+use crate::settings::Tracking;
 use crate::time::Timestamp;
 use crate::validation::{check_header_value, FieldError};
 
@@ -332,6 +333,34 @@ pub struct NewMessage {
     pub max_attempts: u32,
     /// When it was accepted.
     pub created_at: Timestamp,
+    /// Expiry and tracking.
+    pub delivery: Delivery,
+    /// Secret values to redact from the stored content once the message is final.
+    pub secrets: Vec<String>,
+    /// The template it was rendered from, recorded in its `queued` event.
+    pub template: Option<TemplateChoice>,
+}
+
+/// How a message is to be delivered, beyond its content: what providers and the dispatcher read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// After this instant the message is never delivered: it ends `expired`.
+    pub expires_at: Option<Timestamp>,
+    /// The effective open and click tracking (providers map it to their own options).
+    pub tracking: Tracking,
+}
+
+/// The template a message was rendered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateChoice {
+    /// The usage type asked for.
+    pub requested: String,
+    /// The usage type of the template used (`Generic` after a fallback).
+    pub usage: String,
+    /// The locale of the template used.
+    pub locale: String,
+    /// `environment` or `builtin`.
+    pub source: &'static str,
 }
 
 /// What the store did with an enqueued message.
@@ -401,6 +430,8 @@ pub struct ClaimedMessage {
     pub provider_options: Option<serde_json::Value>,
     /// The caller's idempotency key, forwarded to providers that accept one.
     pub idempotency_key: Option<String>,
+    /// Expiry and the effective tracking flags (providers: `delivery.tracking`).
+    pub delivery: Delivery,
 }
 
 /// Decodes a base64 attachment body sent by a caller.

@@ -13,6 +13,8 @@ use crate::ids::{ApiKeyId, EnvironmentId, MessageId};
 use crate::message::{
     ClaimedMessage, Content, EnqueueOutcome, MessageRecord, MessageStatus, NewMessage,
 };
+use crate::settings::EnvironmentSettings;
+use crate::template::{Locale, TemplateRecord, UsageType};
 use crate::time::Timestamp;
 
 /// A storage failure. The source chain is kept for logs; callers see only the kind.
@@ -236,6 +238,48 @@ pub trait ProviderConfigStore: Send + Sync {
     async fn list_provider_configs(&self) -> Result<Vec<StoredProviderConfig>, StoreError>;
 }
 
+/// Per-environment templates, keyed by (usage, locale).
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Creates or replaces a template.
+    async fn put_template(&self, record: &TemplateRecord) -> Result<(), StoreError>;
+    /// One template, if stored.
+    async fn get_template(
+        &self,
+        env: &EnvironmentId,
+        usage: &UsageType,
+        locale: &Locale,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+    /// Every template of an environment, by usage then locale.
+    async fn list_templates(&self, env: &EnvironmentId) -> Result<Vec<TemplateRecord>, StoreError>;
+    /// The environment's templates for any of `usages`, every locale (the resolution's one query).
+    async fn templates_for(
+        &self,
+        env: &EnvironmentId,
+        usages: &[UsageType],
+    ) -> Result<Vec<TemplateRecord>, StoreError>;
+    /// Removes a template; false if there was none.
+    async fn delete_template(
+        &self,
+        env: &EnvironmentId,
+        usage: &UsageType,
+        locale: &Locale,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Per-environment settings.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The environment's settings (the defaults when never set).
+    async fn get_settings(&self, env: &EnvironmentId) -> Result<EnvironmentSettings, StoreError>;
+    /// Replaces the environment's settings; false if the environment does not exist.
+    async fn put_settings(
+        &self,
+        env: &EnvironmentId,
+        settings: &EnvironmentSettings,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Health of the storage backend.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -252,6 +296,8 @@ pub trait Storage:
     + EventStore
     + CaptureStore
     + ProviderConfigStore
+    + TemplateStore
+    + SettingsStore
     + HealthCheck
 {
 }
@@ -264,6 +310,8 @@ impl<T> Storage for T where
         + EventStore
         + CaptureStore
         + ProviderConfigStore
+        + TemplateStore
+        + SettingsStore
         + HealthCheck
 {
 }

@@ -47,6 +47,7 @@ fn message(from: &str) -> ClaimedMessage {
         metadata: BTreeMap::from([("order id".to_owned(), "42".to_owned())]),
         provider_options: None,
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 

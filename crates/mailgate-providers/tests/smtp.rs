@@ -49,6 +49,7 @@ fn message(to: &[&str]) -> ClaimedMessage {
         metadata: BTreeMap::new(),
         provider_options: None,
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 

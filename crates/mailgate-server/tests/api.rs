@@ -11,4 +11,5 @@ mod api {
     mod keys;
     mod providers;
     pub mod support;
+    mod templates;
 }

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use mailgate_core::apikey::{ApiKeyRecord, KeyScope};
 use mailgate_core::environment::{Environment, EnvironmentName};
 use mailgate_core::event::{Event, EventType};
-use mailgate_core::message::{ClaimedMessage, Content, MessageRecord, MessageStatus};
+use mailgate_core::message::{ClaimedMessage, Content, Delivery, MessageRecord, MessageStatus};
+use mailgate_core::settings::Tracking;
 use mailgate_core::store::{CapturedMessage, StoreError};
 use mailgate_core::Timestamp;
 use serde::de::DeserializeOwned;
@@ -149,12 +150,15 @@ pub(crate) struct ClaimRow {
     metadata: String,
     provider_options: Option<String>,
     idempotency_key: Option<String>,
+    expires_at: Option<i64>,
+    track_opens: bool,
+    track_links: bool,
 }
 
 /// The `RETURNING` list matching [`ClaimRow`].
 pub(crate) const CLAIM_COLUMNS: &str =
     "id, environment_id, attempts, max_attempts, lease_token, content, tags, \
-     metadata, provider_options, idempotency_key";
+     metadata, provider_options, idempotency_key, expires_at, track_opens, track_links";
 
 impl ClaimRow {
     /// The domain value; a claimed message always has its content.
@@ -177,6 +181,13 @@ impl ClaimRow {
                 .map(|s| parse_json("messages.provider_options", s))
                 .transpose()?,
             idempotency_key: self.idempotency_key,
+            delivery: Delivery {
+                expires_at: self.expires_at.map(Timestamp),
+                tracking: Tracking {
+                    opens: self.track_opens,
+                    links: self.track_links,
+                },
+            },
         })
     }
 }

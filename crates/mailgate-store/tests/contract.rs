@@ -56,6 +56,10 @@ contract!(
     events::capture_keeps_duplicates,
     accounts::provider_configs,
     accounts::close_refuses_later_writes,
+    templates::templates_crud,
+    templates::settings_roundtrip,
+    templates::delivery_options_reach_the_claim,
+    templates::final_state_redacts_secrets,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

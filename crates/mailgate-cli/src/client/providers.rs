@@ -52,9 +52,9 @@ enum ProvidersCommand {
         /// Recipient.
         #[arg(long)]
         to: String,
-        /// Sender.
+        /// Sender (the environment's default sender when left out).
         #[arg(long)]
-        from: String,
+        from: Option<String>,
     },
 }
 
@@ -146,7 +146,21 @@ pub async fn providers(args: ProvidersArgs) -> anyhow::Result<()> {
             }
         }
         ProvidersCommand::Test { .. } => {
-            println!("test message queued: {}", text(&reply.body["id"]))
+            let b = &reply.body;
+            println!(
+                "test message {}: {} via {}",
+                text(&b["id"]),
+                text(&b["status"]),
+                text(&b["provider"])
+            );
+            if !b["reason"].is_null() {
+                println!("  reason: {}", text(&b["reason"]));
+            }
+            if b["finished"] == false {
+                println!("  (no outcome yet; follow it with `mailgate emails get`)");
+            } else if b["ok"] != true {
+                anyhow::bail!("the test message was not sent");
+            }
         }
     }
     Ok(())

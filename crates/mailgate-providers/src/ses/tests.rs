@@ -154,6 +154,7 @@ fn message(options: Option<serde_json::Value>) -> ClaimedMessage {
         metadata: BTreeMap::from([("order".to_owned(), "42/a".to_owned())]),
         provider_options: options,
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 

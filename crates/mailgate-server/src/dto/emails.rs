@@ -2,15 +2,15 @@
 //! a core `SendRequest`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use mailgate_core::address::Mailbox;
 use mailgate_core::event::Event;
-use mailgate_core::message::{
-    decode_base64, Attachment, Content, Header, MessageRecord, MessageStatus,
-};
-use mailgate_core::send::SendRequest;
+use mailgate_core::message::{decode_base64, Attachment, Header, MessageRecord, MessageStatus};
+use mailgate_core::send::{Draft, Expiry, SendRequest, TemplateUse, Warning};
+use mailgate_core::template::{Locale, UsageType};
 use mailgate_core::validation::check_header_value;
-use mailgate_core::FieldError;
+use mailgate_core::{FieldError, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -54,20 +54,24 @@ pub struct SendEmailIn {
     /// Caller's key → value metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// Accepted for forward compatibility and ignored until tracking exists.
+    /// Open tracking; off by default for auth usage types, else the environment's setting.
     pub track_opens: Option<bool>,
-    /// Accepted for forward compatibility and ignored until tracking exists.
+    /// Click tracking; off by default for auth usage types, else the environment's setting.
     pub track_links: Option<bool>,
     /// Provider-specific overrides.
     pub provider_options: Option<Map<String, Value>>,
     /// The environment's name or id (required for admin keys).
     pub environment: Option<String>,
-    /// Reserved for templates.
-    pub usage: Option<Value>,
-    /// Reserved for templates.
-    pub data: Option<Value>,
-    /// Reserved for templates.
-    pub locale: Option<Value>,
+    /// A usage type (`SignIn`, …) rendered from the environment's templates.
+    pub usage: Option<String>,
+    /// The template's variables.
+    pub data: Option<Map<String, Value>>,
+    /// The recipient's locale (`fr-CA`).
+    pub locale: Option<String>,
+    /// RFC 3339 instant after which the message is never delivered.
+    pub expires_at: Option<String>,
+    /// Seconds after acceptance after which the message is never delivered.
+    pub ttl: Option<u64>,
 }
 
 /// One attachment in a send body.
@@ -84,41 +88,92 @@ pub struct AttachmentIn {
     pub content_id: Option<String>,
 }
 
+/// Longest `ttl` accepted: 30 days.
+const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
 impl SendEmailIn {
-    /// Refuses the template fields, which are reserved until templates exist.
-    pub fn reject_templates(&self) -> Result<(), FieldError> {
-        for (name, value) in [
-            ("usage", &self.usage),
-            ("data", &self.data),
-            ("locale", &self.locale),
+    /// The template part: `usage` with `data` and `locale`, refusing explicit subject and bodies
+    /// beside it and template fields without it.
+    fn template(&mut self) -> Result<Option<TemplateUse>, FieldError> {
+        let Some(usage) = self.usage.take() else {
+            for (name, present) in [
+                ("data", self.data.is_some()),
+                ("locale", self.locale.is_some()),
+            ] {
+                if present {
+                    return Err(FieldError::new(
+                        "usage_required",
+                        name,
+                        format!("{name} is only used with usage (a template)"),
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        for (name, present) in [
+            ("subject", self.subject.is_some()),
+            ("html", self.html.is_some()),
+            ("text", self.text.is_some()),
         ] {
-            if value.is_some() {
+            if present {
                 return Err(FieldError::new(
-                    "templates_not_supported",
+                    "conflicting_content",
                     name,
-                    "templates are not supported yet; send subject and text or html",
+                    format!("{name} comes from the template when usage is given"),
                 ));
             }
         }
-        Ok(())
+        Ok(Some(TemplateUse {
+            usage: UsageType::parse(&usage, "usage")?,
+            locale: self
+                .locale
+                .take()
+                .map(|l| Locale::parse(&l, "locale"))
+                .transpose()?,
+            data: self.data.take().unwrap_or_default(),
+        }))
     }
 
-    /// Converts the body into a send request whose parts are each valid; the service checks the
-    /// whole (recipients, content, limits).
-    pub fn into_request(self) -> Result<SendRequest, FieldError> {
-        self.reject_templates()?;
+    /// `expires_at` or `ttl` (not both).
+    fn expiry(&self) -> Result<Option<Expiry>, FieldError> {
+        match (&self.expires_at, self.ttl) {
+            (Some(_), Some(_)) => Err(FieldError::new(
+                "conflicting_expiry",
+                "ttl",
+                "give expires_at or ttl, not both",
+            )),
+            (Some(at), None) => Timestamp::parse(at)
+                .filter(|_| at.contains('T'))
+                .map(|t| Some(Expiry::At(t)))
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "invalid_field",
+                        "expires_at",
+                        "expires_at must be an RFC 3339 instant, e.g. 2026-11-27T10:05:00Z",
+                    )
+                }),
+            (None, Some(ttl)) if ttl == 0 || ttl > MAX_TTL_SECONDS => Err(FieldError::new(
+                "invalid_field",
+                "ttl",
+                format!("ttl is 1–{MAX_TTL_SECONDS} seconds"),
+            )),
+            (None, Some(ttl)) => Ok(Some(Expiry::Ttl(Duration::from_secs(ttl)))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Converts the body into a send request whose parts are each valid; the service renders
+    /// the template and checks the whole (recipients, content, limits).
+    pub fn into_request(mut self) -> Result<SendRequest, FieldError> {
+        let template = self.template()?;
+        let expiry = self.expiry()?;
         let from = match &self.from {
-            None | Some(Value::Null) => {
-                return Err(FieldError::new(
-                    "missing_sender",
-                    "from",
-                    "from is required",
-                ))
-            }
-            Some(v) => mailbox(v, "from")?,
+            None | Some(Value::Null) => None,
+            Some(v) => Some(mailbox(v, "from")?),
         };
-        let subject = self.subject.unwrap_or_default();
-        check_header_value("subject", &subject)?;
+        if let Some(subject) = &self.subject {
+            check_header_value("subject", subject)?;
+        }
         let headers = self
             .headers
             .iter()
@@ -130,13 +185,13 @@ impl SendEmailIn {
             .enumerate()
             .map(|(i, a)| a.into_attachment(&format!("attachments[{i}]")))
             .collect::<Result<_, _>>()?;
-        let content = Content {
+        let draft = Draft {
             from,
             to: mailboxes(self.to.as_ref(), "to")?,
             cc: mailboxes(self.cc.as_ref(), "cc")?,
             bcc: mailboxes(self.bcc.as_ref(), "bcc")?,
             reply_to: mailboxes(self.reply_to.as_ref(), "reply_to")?,
-            subject,
+            subject: self.subject,
             text: self.text,
             html: self.html,
             headers,
@@ -149,10 +204,14 @@ impl SendEmailIn {
             check_metadata(key, value)?;
         }
         Ok(SendRequest {
-            content,
+            draft,
+            template,
             tags: self.tags,
             metadata: self.metadata,
             provider_options: self.provider_options.map(Value::Object),
+            expiry,
+            track_opens: self.track_opens,
+            track_links: self.track_links,
         })
     }
 }
@@ -260,7 +319,7 @@ fn check_metadata(key: &str, value: &str) -> Result<(), FieldError> {
 }
 
 /// A list of mailboxes: absent or null (none), one string or object, or an array of them.
-fn mailboxes(value: Option<&Value>, field: &str) -> Result<Vec<Mailbox>, FieldError> {
+pub(crate) fn mailboxes(value: Option<&Value>, field: &str) -> Result<Vec<Mailbox>, FieldError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -273,7 +332,7 @@ fn mailboxes(value: Option<&Value>, field: &str) -> Result<Vec<Mailbox>, FieldEr
 }
 
 /// One mailbox: `"Name <a@b>"` or `{"email": "a@b", "name": "Name"}`.
-fn mailbox(value: &Value, field: &str) -> Result<Mailbox, FieldError> {
+pub(crate) fn mailbox(value: &Value, field: &str) -> Result<Mailbox, FieldError> {
     match value {
         Value::String(s) => Mailbox::parse(s, field),
         Value::Object(map) => {
@@ -329,6 +388,9 @@ pub struct SendEmailOut {
     pub id: String,
     /// Always `queued` at acceptance (a replay reports the original acceptance).
     pub status: MessageStatus,
+    /// What the caller should know (e.g. tracking on a magic link); omitted when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// A message as `GET /v1/emails/{id}` shows it, with its event timeline.

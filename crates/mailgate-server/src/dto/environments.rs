@@ -2,6 +2,7 @@
 
 use mailgate_core::apikey::{ApiKeyRecord, KeyScope};
 use mailgate_core::environment::Environment;
+use mailgate_core::settings::EnvironmentSettings;
 use mailgate_core::validation::check_header_value;
 use mailgate_core::FieldError;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,17 @@ pub struct EnvironmentOut {
     pub name: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
+    /// Its settings (shown for one environment, not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<EnvironmentSettings>,
+}
+
+impl EnvironmentOut {
+    /// The same, with the environment's settings.
+    pub fn with_settings(mut self, settings: EnvironmentSettings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
 }
 
 impl From<Environment> for EnvironmentOut {
@@ -38,6 +50,7 @@ impl From<Environment> for EnvironmentOut {
             id: e.id.to_string(),
             name: e.name.to_string(),
             created_at: e.created_at.to_rfc3339(),
+            settings: None,
         }
     }
 }

@@ -4,6 +4,8 @@
 pub mod emails;
 pub mod environments;
 pub mod events;
+pub mod settings;
+pub mod templates;
 
 pub use emails::{EmailOut, SendEmailIn, SendEmailOut};
 pub use environments::{CreatedKeyOut, EnvironmentIn, EnvironmentOut, KeyIn, KeyOut, ListOut};

@@ -43,7 +43,6 @@ async fn send(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let input: SendEmailIn = json::parse(&body)?;
-    input.reject_templates()?;
     let env = principal
         .required_environment(
             storage.as_ref(),
@@ -53,23 +52,21 @@ async fn send(
         .await?;
     let idempotency = idempotency(&headers, &env, body)?;
     let request = input.into_request()?;
-    let outcome = service.send(&env, request, idempotency).await?;
-    Ok(match outcome {
-        SendOutcome::Accepted(id) => (StatusCode::ACCEPTED, Json(accepted(id))).into_response(),
-        SendOutcome::Replayed(id) => (
+    let accepted = service.send_detailed(&env, request, idempotency).await?;
+    let out = SendEmailOut {
+        id: accepted.outcome.id().to_string(),
+        status: MessageStatus::Queued,
+        warnings: accepted.warnings,
+    };
+    Ok(match accepted.outcome {
+        SendOutcome::Accepted(_) => (StatusCode::ACCEPTED, Json(out)).into_response(),
+        SendOutcome::Replayed(_) => (
             StatusCode::OK,
             [(REPLAYED, HeaderValue::from_static("true"))],
-            Json(accepted(id)),
+            Json(out),
         )
             .into_response(),
     })
-}
-
-fn accepted(id: MessageId) -> SendEmailOut {
-    SendEmailOut {
-        id: id.to_string(),
-        status: MessageStatus::Queued,
-    }
 }
 
 /// The `Idempotency-Key` header with the fingerprint of the request: its canonical JSON (sorted

@@ -11,6 +11,7 @@ use mailgate_core::store::{Storage, StoreError};
 use mailgate_core::{Clock, EnvironmentId};
 
 use crate::auth::Principal;
+use crate::dto::settings::SettingsPatchIn;
 use crate::dto::{EnvironmentIn, EnvironmentOut, ListOut};
 use crate::error::ApiError;
 use crate::json::{self, JsonBody};
@@ -20,7 +21,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/environments", get(list).post(create))
-        .route("/v1/environments/{env}", get(show).delete(delete))
+        .route(
+            "/v1/environments/{env}",
+            get(show).patch(update).delete(delete),
+        )
 }
 
 /// Creates an environment: 201, or 409 `environment_exists`.
@@ -72,7 +76,30 @@ async fn show(
         .find_environment(&env)
         .await?
         .ok_or_else(|| ApiError::not_found("environment"))?;
-    Ok(Json(env.into()))
+    let settings = storage.get_settings(&env.id).await?;
+    Ok(Json(EnvironmentOut::from(env).with_settings(settings)))
+}
+
+/// Updates the environment's settings (`defaults`, `default_locale`, `secret_fields`,
+/// `tracking`, `builtin_templates`); answers the environment with all its settings. An
+/// environment key may update its own environment.
+async fn update(
+    State(storage): State<Arc<dyn Storage>>,
+    principal: Principal,
+    Path(env): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<EnvironmentOut>, ApiError> {
+    let env = principal
+        .required_environment(storage.as_ref(), Some(&env), "env")
+        .await?;
+    let patch: SettingsPatchIn = json::parse(&body)?;
+    let mut settings = storage.get_settings(&env.id).await?;
+    patch.apply(&mut settings)?;
+    if !storage.put_settings(&env.id, &settings).await? {
+        return Err(ApiError::not_found("environment"));
+    }
+    tracing::info!(environment.id = %env.id, "environment settings updated");
+    Ok(Json(EnvironmentOut::from(env).with_settings(settings)))
 }
 
 /// Deletes an environment and everything in it: 204, or 404.

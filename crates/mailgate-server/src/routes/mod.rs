@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod providers;
+pub mod templates;
 
 /// Every route, with JSON answers for unknown routes and methods.
 pub fn router() -> Router<AppState> {
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(environments::router())
         .merge(keys::router())
         .merge(providers::router())
+        .merge(templates::router())
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
         })

@@ -3,14 +3,16 @@
 //! verified against the provider, and tested with a real send.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mailgate_core::message::Content;
+use mailgate_core::event::EventQuery;
+use mailgate_core::message::MessageStatus;
 use mailgate_core::provider::SendError;
-use mailgate_core::send::{SendOutcome, SendRequest, SendService};
+use mailgate_core::send::{Draft, SendRequest, SendService};
 use mailgate_core::store::Storage;
 use mailgate_core::{Clock, Mailbox};
 use mailgate_providers::{
@@ -20,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
+use crate::dto::EventOut;
 use crate::error::ApiError;
 use crate::json::{self, JsonBody};
 use crate::state::AppState;
@@ -154,47 +157,83 @@ async fn verify(
 #[serde(deny_unknown_fields)]
 struct TestIn {
     to: String,
-    from: String,
+    from: Option<String>,
 }
 
-/// Queues a short test message through the environment's provider; answers its id (202).
+/// How long a test send waits for its outcome.
+const TEST_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends a short test message through the real path (send service, queue, dispatcher, the
+/// environment's provider) and reports what happened: 200 with the status, provider, reason and
+/// events once the attempt finished, or `"finished": false` with what is known after 10 s.
+/// `from` may be left out when the environment has a default sender.
 async fn test(
     State(storage): State<Arc<dyn Storage>>,
     State(send): State<SendService>,
     principal: Principal,
     Path(env): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let env = principal
         .required_environment(storage.as_ref(), Some(&env), "env")
         .await?;
     let input: TestIn = json::parse(&body)?;
-    let content = Content {
-        from: Mailbox::parse(&input.from, "from")?,
+    let draft = Draft {
+        from: input
+            .from
+            .as_deref()
+            .map(|f| Mailbox::parse(f, "from"))
+            .transpose()?,
         to: vec![Mailbox::parse(&input.to, "to")?],
-        cc: vec![],
-        bcc: vec![],
-        reply_to: vec![],
-        subject: "mailgate test message".into(),
+        subject: Some("mailgate test message".into()),
         text: Some(format!(
             "This is a test message from mailgate for the environment '{}'.",
             env.name
         )),
-        html: None,
-        headers: vec![],
-        attachments: vec![],
+        ..Draft::default()
     };
     let request = SendRequest {
-        content,
+        draft,
         tags: vec!["mailgate-test".into()],
-        metadata: Default::default(),
-        provider_options: None,
+        ..SendRequest::default()
     };
-    let id = match send.send(&env, request, None).await? {
-        SendOutcome::Accepted(id) | SendOutcome::Replayed(id) => id,
+    let id = send.send(&env, request, None).await?.id();
+    let deadline = Instant::now() + TEST_WAIT;
+    let (record, finished) = loop {
+        let record = storage
+            .get_message(Some(&env.id), &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("message"))?;
+        let pending = record.status == MessageStatus::Sending
+            || (record.status == MessageStatus::Queued && record.attempts == 0);
+        if !pending || Instant::now() >= deadline {
+            break (record, !pending);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": "queued" })),
-    ))
+    let query = EventQuery {
+        environment_id: Some(env.id),
+        message_id: Some(id),
+        types: Vec::new(),
+        since: None,
+        after_seq: None,
+        limit: 100,
+    };
+    let events: Vec<EventOut> = storage
+        .list_events(&query)
+        .await?
+        .into_iter()
+        .map(EventOut::from)
+        .collect();
+    Ok(Json(json!({
+        "id": id,
+        "finished": finished,
+        "ok": matches!(record.status, MessageStatus::Sent | MessageStatus::Delivered),
+        "status": record.status,
+        "provider": record.provider,
+        "provider_message_id": record.provider_message_id,
+        "attempts": record.attempts,
+        "reason": record.last_error,
+        "events": events,
+    })))
 }

@@ -29,14 +29,15 @@ async fn environments_can_be_created_listed_shown_and_deleted() {
         .collect();
     assert_eq!(names, ["default", "staging"]);
 
+    let mut shown = body(app.get("/v1/environments/staging", admin).await, 200).await;
     assert_eq!(
-        body(app.get("/v1/environments/staging", admin).await, 200).await,
-        created
+        shown["settings"]["secret_fields"],
+        json!(["code", "link", "token", "url"])
     );
-    assert_eq!(
-        body(app.get(&format!("/v1/environments/{id}"), admin).await, 200).await,
-        created
-    );
+    shown.as_object_mut().unwrap().remove("settings");
+    assert_eq!(shown, created);
+    let by_id = body(app.get(&format!("/v1/environments/{id}"), admin).await, 200).await;
+    assert_eq!(by_id["name"], "staging");
 
     let conflict = app
         .post_json("/v1/environments", admin, &json!({"name": "staging"}))

@@ -216,11 +216,11 @@ async fn incomplete_sends_and_templates_are_refused() {
         ),
         (
             json!({"usage": "SignIn", "data": {"code": "1"}}),
-            expect(422, "templates_not_supported", Some("usage")),
+            expect(422, "conflicting_content", Some("subject")),
         ),
         (
             json!({"locale": "de"}),
-            expect(422, "templates_not_supported", Some("locale")),
+            expect(422, "usage_required", Some("locale")),
         ),
     ];
     for (changes, expected) in cases {

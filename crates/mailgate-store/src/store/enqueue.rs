@@ -19,18 +19,31 @@ pub(crate) struct PreparedMessage {
     tags: String,
     metadata: String,
     provider_options: Option<String>,
+    secrets: Option<String>,
     queued_event: NewEvent,
 }
 
 impl PreparedMessage {
     fn new(message: NewMessage) -> Result<Self, StoreError> {
         let recipients = message.content.recipients().count();
+        let mut data = serde_json::json!({ "recipients": recipients });
+        if let Some(t) = &message.template {
+            data["usage"] = t.usage.clone().into();
+            data["locale"] = t.locale.clone().into();
+            data["template"] = t.source.into();
+            if t.requested != t.usage {
+                data["requested_usage"] = t.requested.clone().into();
+            }
+        }
+        if let Some(at) = message.delivery.expires_at {
+            data["expires_at"] = at.to_rfc3339().into();
+        }
         let queued_event = NewEvent::for_message(
             message.environment_id,
             message.id,
             EventType::Queued,
             message.created_at,
-            serde_json::json!({ "recipients": recipients }),
+            data,
         );
         Ok(Self {
             content: to_json("messages.content", &message.content)?,
@@ -40,6 +53,9 @@ impl PreparedMessage {
                 .provider_options
                 .as_ref()
                 .map(|v| to_json("messages.provider_options", v))
+                .transpose()?,
+            secrets: (!message.secrets.is_empty())
+                .then(|| to_json("messages.secrets", &message.secrets))
                 .transpose()?,
             queued_event,
             message,
@@ -73,8 +89,8 @@ impl SqlStore {
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
      provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, next_attempt_at, \
-     created_at, updated_at) \
-     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10) \
+     created_at, updated_at, expires_at, track_opens, track_links, secrets) \
+     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10, $11, $12, $13, $14) \
      ON CONFLICT (environment_id, idempotency_key) DO NOTHING RETURNING id";
 
 const FIND_IDEMPOTENT: &str =
@@ -104,6 +120,10 @@ pub(crate) async fn write_batch(
                 .bind(m.idempotency.as_ref().map(|i| i.fingerprint.as_str()))
                 .bind(i64::from(m.max_attempts))
                 .bind(m.created_at.0)
+                .bind(m.delivery.expires_at.map(|t| t.0))
+                .bind(m.delivery.tracking.opens)
+                .bind(m.delivery.tracking.links)
+                .bind(p.secrets.as_deref())
                 .fetch_optional(&mut *tx)
                 .await?;
             let outcome = if inserted.is_some() {

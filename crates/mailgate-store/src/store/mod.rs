@@ -8,6 +8,7 @@ mod keys;
 mod messages;
 mod providers;
 mod queue;
+mod templates;
 
 use std::sync::Mutex;
 

@@ -59,7 +59,47 @@ const COMPLETE: &str =
     "UPDATE messages SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
      provider = COALESCE($3, provider), provider_message_id = COALESCE($4, provider_message_id), \
      last_error = $5, locked_until = NULL, lease_token = NULL, updated_at = $6 \
-     WHERE id = $7 AND lease_token = $8";
+     WHERE id = $7 AND lease_token = $8 RETURNING secrets";
+
+/// Redacts a final message's secrets from its stored content and from its captured copies, and
+/// forgets them — in the completion's transaction (ARCHITECTURE.md, "secrets").
+macro_rules! redact_secrets {
+    ($tx:expr, $id:expr, $secrets:expr) => {{
+        let secrets: Vec<String> =
+            serde_json::from_str($secrets).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let content: Option<String> =
+            sqlx::query_scalar("SELECT content FROM messages WHERE id = $1")
+                .bind($id)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let content = content.map(|c| redacted(&c, &secrets)).transpose()?;
+        sqlx::query("UPDATE messages SET content = $1, secrets = NULL WHERE id = $2")
+            .bind(content)
+            .bind($id)
+            .execute(&mut *$tx)
+            .await?;
+        let captured: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, content FROM captured_messages WHERE message_id = $1")
+                .bind($id)
+                .fetch_all(&mut *$tx)
+                .await?;
+        for (seq, c) in captured {
+            sqlx::query("UPDATE captured_messages SET content = $1 WHERE seq = $2")
+                .bind(redacted(&c, &secrets)?)
+                .bind(seq)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
+/// The JSON `content` with every secret replaced.
+fn redacted(content: &str, secrets: &[String]) -> Result<String, sqlx::Error> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(content).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    mailgate_core::redact::redact(&mut value, secrets);
+    Ok(value.to_string())
+}
 
 #[async_trait::async_trait]
 impl QueueStore for SqlStore {
@@ -103,20 +143,23 @@ impl QueueStore for SqlStore {
             let mut tx = pool.begin_write().await?;
             let mut applied = 0;
             for c in completions {
-                let changed = sqlx::query(COMPLETE)
+                let id = c.message_id.to_string();
+                let changed: Option<Option<String>> = sqlx::query_scalar(COMPLETE)
                     .bind(c.status.as_str())
                     .bind(c.next_attempt_at.map(|t| t.0))
                     .bind(c.provider.as_deref())
                     .bind(c.provider_message_id.as_deref())
                     .bind(c.last_error.as_deref())
                     .bind(now.0)
-                    .bind(c.message_id.to_string())
+                    .bind(&id)
                     .bind(&c.lease_token)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 // Lease lost: another claimer owns the message now; its outcome wins.
-                if changed == 1 {
+                if let Some(secrets) = changed {
+                    if let (Some(secrets), true) = (secrets, c.status.is_final_for_queue()) {
+                        redact_secrets!(tx, &id, &secrets);
+                    }
                     for event in &c.events {
                         insert_event!(&mut *tx, event)?;
                     }

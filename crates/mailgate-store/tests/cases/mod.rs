@@ -4,3 +4,4 @@ pub mod accounts;
 pub mod events;
 pub mod messages;
 pub mod queue;
+pub mod templates;

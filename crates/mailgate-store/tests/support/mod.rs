@@ -59,6 +59,9 @@ pub fn message(env: &EnvironmentId, created_at: Timestamp) -> NewMessage {
         idempotency: None,
         max_attempts: 5,
         created_at,
+        delivery: Default::default(),
+        secrets: Vec::new(),
+        template: None,
     }
 }
 

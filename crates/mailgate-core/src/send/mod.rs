@@ -1,0 +1,313 @@
+//! The send service: turns a validated request into a durably queued message — resolving and
+//! rendering its template, applying the environment's defaults, tracking and expiry, and
+//! noting which data values are secrets.
+
+mod request;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use crate::environment::Environment;
+use crate::ids::MessageId;
+use crate::message::{
+    Content, Delivery, EnqueueOutcome, Idempotency, Limits, NewMessage, TemplateChoice,
+};
+use crate::redact::secret_values;
+use crate::retry::RetryPolicy;
+use crate::settings::{EnvironmentSettings, Tracking};
+use crate::store::{Storage, StoreError};
+use crate::template::{resolve, Rendered, Resolved};
+use crate::time::{Clock, Timestamp};
+use crate::validation::FieldError;
+
+pub use request::{Draft, Expiry, SendRequest, TemplateUse};
+
+/// The result of an accepted send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Newly queued.
+    Accepted(MessageId),
+    /// The idempotency key matched an earlier identical send: the original message.
+    Replayed(MessageId),
+}
+
+impl SendOutcome {
+    /// The message's id either way.
+    pub fn id(self) -> MessageId {
+        match self {
+            Self::Accepted(id) | Self::Replayed(id) => id,
+        }
+    }
+}
+
+/// Something the caller should know about an accepted send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// Why it matters, in words.
+    pub message: String,
+}
+
+/// An accepted send with what the service noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Queued or replayed.
+    pub outcome: SendOutcome,
+    /// Warnings for the caller (e.g. tracking on a magic link).
+    pub warnings: Vec<Warning>,
+}
+
+/// Why a send was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendServiceError {
+    /// The request breaks a rule (including a template that cannot render).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The idempotency key was used with another request.
+    #[error("idempotency key already used with a different request for {0}")]
+    IdempotencyConflict(MessageId),
+    /// The store failed; nothing was accepted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Accepts sends: render, validate, store durably, wake the dispatcher.
+#[derive(Clone)]
+pub struct SendService {
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+}
+
+/// A request turned into content, with the template it came from.
+struct Prepared {
+    content: Content,
+    provider_options: Option<Value>,
+    template: Option<TemplateChoice>,
+    data: Map<String, Value>,
+    auth: bool,
+    magic_link: bool,
+}
+
+impl SendService {
+    /// A send service; `wake` is shared with the in-process dispatcher.
+    pub fn new(
+        store: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        retry: RetryPolicy,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            limits,
+            retry,
+            wake,
+        }
+    }
+
+    /// The limits requests are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Accepts a send for `env`. Returns only after the message is committed.
+    pub async fn send(
+        &self,
+        env: &Environment,
+        request: SendRequest,
+        idempotency: Option<Idempotency>,
+    ) -> Result<SendOutcome, SendServiceError> {
+        Ok(self.send_detailed(env, request, idempotency).await?.outcome)
+    }
+
+    /// Like [`SendService::send`], with the warnings for the caller.
+    #[tracing::instrument(skip_all, fields(environment.id = %env.id))]
+    pub async fn send_detailed(
+        &self,
+        env: &Environment,
+        request: SendRequest,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Accepted, SendServiceError> {
+        let settings = self.store.get_settings(&env.id).await?;
+        let now = self.clock.now();
+        let expires_at = expiry(request.expiry, now)?;
+        let (track_opens, track_links) = (request.track_opens, request.track_links);
+        let (tags, metadata) = (request.tags.clone(), request.metadata.clone());
+        let p = self.prepare(env, &settings, request).await?;
+        request::check(
+            &p.content,
+            tags.len(),
+            metadata.len(),
+            &self.limits,
+            p.template.is_some() && p.content.text.is_none() && p.content.html.is_none(),
+        )?;
+        // Auth mail: tracking is off unless the caller turns it on; otherwise the environment's.
+        let default = if p.auth {
+            Tracking::default()
+        } else {
+            settings.tracking
+        };
+        let tracking = Tracking {
+            opens: track_opens.unwrap_or(default.opens),
+            links: track_links.unwrap_or(default.links),
+        };
+        let mut warnings = Vec::new();
+        if p.auth && (tracking.opens || tracking.links) {
+            warnings.push(tracking_warning(p.magic_link, tracking));
+        }
+        let message = NewMessage {
+            id: MessageId::new(),
+            environment_id: env.id,
+            content: p.content,
+            tags,
+            metadata,
+            provider_options: p.provider_options,
+            idempotency,
+            max_attempts: self.retry.max_attempts,
+            created_at: now,
+            delivery: Delivery {
+                expires_at,
+                tracking,
+            },
+            secrets: secret_values(&p.data, &settings.secret_fields),
+            template: p.template,
+        };
+        let outcome = match self.store.enqueue(message).await? {
+            EnqueueOutcome::Created(id) => {
+                tracing::debug!(message.id = %id, "message queued");
+                self.wake.notify_one();
+                SendOutcome::Accepted(id)
+            }
+            EnqueueOutcome::Replayed(id) => SendOutcome::Replayed(id),
+            EnqueueOutcome::Conflict(id) => return Err(SendServiceError::IdempotencyConflict(id)),
+        };
+        Ok(Accepted { outcome, warnings })
+    }
+
+    /// Resolves and renders the template (if any) and composes the content.
+    async fn prepare(
+        &self,
+        env: &Environment,
+        settings: &EnvironmentSettings,
+        request: SendRequest,
+    ) -> Result<Prepared, SendServiceError> {
+        let Some(tu) = request.template else {
+            let content = request::compose(request.draft, None, &settings.defaults)?;
+            return Ok(Prepared {
+                content,
+                provider_options: request.provider_options,
+                template: None,
+                data: Map::new(),
+                auth: false,
+                magic_link: false,
+            });
+        };
+        let resolved = self
+            .resolve(env, settings, &tu)
+            .await?
+            .ok_or_else(|| not_found(&tu))?;
+        let rendered = resolved.template.render(&tu.data)?;
+        let content = request::compose(request.draft, Some(&rendered), &settings.defaults)?;
+        let provider_options = with_provider_template(request.provider_options, &rendered);
+        Ok(Prepared {
+            content,
+            provider_options,
+            template: Some(TemplateChoice {
+                requested: tu.usage.to_string(),
+                usage: resolved.usage.to_string(),
+                locale: resolved.locale.to_string(),
+                source: resolved.source.as_str(),
+            }),
+            data: tu.data,
+            auth: tu.usage.is_auth(),
+            magic_link: tu.usage.as_str() == "MagicLink",
+        })
+    }
+
+    /// The template a (usage, locale) resolves to in `env`, if any.
+    pub async fn resolve(
+        &self,
+        env: &Environment,
+        settings: &EnvironmentSettings,
+        tu: &TemplateUse,
+    ) -> Result<Option<Resolved>, StoreError> {
+        resolve(
+            self.store.as_ref(),
+            &env.id,
+            settings,
+            &tu.usage,
+            tu.locale.as_ref(),
+        )
+        .await
+    }
+}
+
+/// 422 `template_not_found`.
+pub fn not_found(tu: &TemplateUse) -> FieldError {
+    FieldError::new(
+        "template_not_found",
+        "usage",
+        format!(
+            "no template for usage '{}' (nor for Generic) in this environment",
+            tu.usage
+        ),
+    )
+}
+
+fn expiry(expiry: Option<Expiry>, now: Timestamp) -> Result<Option<Timestamp>, FieldError> {
+    let (at, field) = match expiry {
+        None => return Ok(None),
+        Some(Expiry::At(at)) => (at, "expires_at"),
+        Some(Expiry::Ttl(ttl)) => (now.plus(ttl), "ttl"),
+    };
+    if at <= now {
+        return Err(FieldError::new(
+            "already_expired",
+            field,
+            "the message would expire before it could be delivered",
+        ));
+    }
+    Ok(Some(at))
+}
+
+/// A provider template goes to providers as `template` and `template_data` in
+/// `provider_options`, unless the caller set those keys.
+fn with_provider_template(options: Option<Value>, rendered: &Rendered) -> Option<Value> {
+    let Some((name, vars)) = &rendered.provider_template else {
+        return options;
+    };
+    let mut map = match options {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    map.entry("template")
+        .or_insert_with(|| Value::from(name.clone()));
+    map.entry("template_data")
+        .or_insert_with(|| Value::Object(vars.clone()));
+    Some(Value::Object(map))
+}
+
+fn tracking_warning(magic_link: bool, tracking: Tracking) -> Warning {
+    let what = match (tracking.opens, tracking.links) {
+        (true, true) => "open and click tracking are",
+        (true, false) => "open tracking is",
+        _ => "click tracking is",
+    };
+    let why = if magic_link && tracking.links {
+        "click tracking rewrites the magic link through a redirect, and link scanners that follow it can consume the one-time link before the recipient does"
+    } else {
+        "tracking redirects and pixels are fetched by link scanners and expose when sign-in mail is read; codes and one-time links should not be tracked"
+    };
+    Warning {
+        code: "tracking_on_auth_email",
+        message: format!("{what} on for an authentication email: {why}"),
+    }
+}
