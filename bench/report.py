@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Turns bench/run's raw results (JSON lines) into bench/results/<date>-<sha>.{json,md}:
+medians of the interleaved repetitions, min and max, ratios and each goal's pass or fail."""
+import datetime
+import json
+import statistics
+import sys
+
+raw_path, out_dir, smoke = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+rows = [json.loads(l) for l in open(raw_path) if l.strip()]
+machine = next(r for r in rows if r["scenario"] == "machine")
+machine["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+
+
+def values(scenario, variant, path):
+    out = []
+    for r in rows:
+        if r.get("scenario") == scenario and r.get("variant") == variant:
+            v = r["r"]
+            for k in path.split("."):
+                v = v.get(k) if isinstance(v, dict) else None
+            if v is not None:
+                out.append(float(v))
+    return out
+
+
+def summary(vals):
+    if not vals:
+        return None
+    med = statistics.median(vals)
+    spread = (max(vals) - min(vals)) / med if med else 0.0
+    return {"median": med, "min": min(vals), "max": max(vals), "n": len(vals), "noisy": spread > 0.10}
+
+
+figures = {}
+for key, scen, var, path in [
+    ("accept_sqlite_floor_rps", "accept_sqlite", "floor", "rps"),
+    ("accept_sqlite_gateway_rps", "accept_sqlite", "gateway", "rps"),
+    ("accept_pg_pgbench8_tps", "accept_pg", "floor", "rps"),
+    ("accept_pg_gateway_rps", "accept_pg", "gateway", "rps"),
+    ("latency_1k_floor_p99_ms", "latency_1k", "floor", "latency_ms.p99"),
+    ("latency_1k_gateway_p50_ms", "latency_1k", "gateway", "latency_ms.p50"),
+    ("latency_1k_gateway_p99_ms", "latency_1k", "gateway", "latency_ms.p99"),
+    ("latency_5k_floor_p99_ms", "latency_5k", "floor", "latency_ms.p99"),
+    ("latency_5k_gateway_p50_ms", "latency_5k", "gateway", "latency_ms.p50"),
+    ("latency_5k_gateway_p99_ms", "latency_5k", "gateway", "latency_ms.p99"),
+    ("latency_5k_gateway_p999_ms", "latency_5k", "gateway", "latency_ms.p999"),
+    ("latency_5k_gateway_rps", "latency_5k", "gateway", "rps"),
+    ("latency_5k_gateway_non2xx", "latency_5k", "gateway", "non2xx"),
+    ("e2e_0ms_delivered_per_s", "e2e_0ms", "gateway", "delivered_per_s"),
+    ("e2e_0ms_lost", "e2e_0ms", "gateway", "lost"),
+    ("e2e_200ms_delivered_per_s", "e2e_200ms", "gateway", "delivered_per_s"),
+    ("e2e_200ms_lost", "e2e_200ms", "gateway", "lost"),
+    ("e2e_faults_delivered_per_s", "e2e_faults", "gateway", "delivered_per_s"),
+    ("e2e_faults_lost", "e2e_faults", "gateway", "lost"),
+    ("e2e_faults_duplicates", "e2e_faults", "gateway", "duplicates"),
+    ("memory_idle_kb", "memory", "gateway", "idle_kb"),
+    ("memory_queued_kb", "memory", "gateway", "queued_kb"),
+    ("memory_queued_n", "memory", "gateway", "queued"),
+    ("cold_start_floor_ms", "cold_start", "floor", "ms"),
+    ("cold_start_gateway_ms", "cold_start", "gateway", "ms"),
+    ("cold_start_queued_ms", "cold_start_queued", "gateway", "ms"),
+]:
+    s = summary(values(scen, var, path))
+    if s:
+        figures[key] = s
+
+
+def med(k):
+    return figures[k]["median"] if k in figures else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+POSTFIX_RELAY_REFERENCE = 946.0  # reference/performance.md §4.6; not measured in this run
+ratios = {
+    "accept_sqlite_vs_floor": ratio(med("accept_sqlite_gateway_rps"), med("accept_sqlite_floor_rps")),
+    "accept_pg_vs_pgbench8": ratio(med("accept_pg_gateway_rps"), med("accept_pg_pgbench8_tps")),
+    "latency_5k_p99_vs_floor": ratio(med("latency_5k_gateway_p99_ms"), med("latency_5k_floor_p99_ms")),
+    "e2e_vs_postfix_reference": ratio(med("e2e_0ms_delivered_per_s"), POSTFIX_RELAY_REFERENCE),
+    "e2e_faults_vs_fault_free": ratio(med("e2e_faults_delivered_per_s"), med("e2e_0ms_delivered_per_s")),
+}
+mem_per_100k = None
+if med("memory_queued_kb") is not None:
+    mem_per_100k = (med("memory_queued_kb") - med("memory_idle_kb")) / 1024 * 100_000 / med("memory_queued_n")
+
+
+def goal(name, value, op, threshold, note=""):
+    ok = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+    return {"goal": name, "value": value, "op": op, "threshold": threshold, "pass": ok, "note": note}
+
+
+goals = [
+    goal("accepted sends/s (SQLite) vs durable floor", ratios["accept_sqlite_vs_floor"], ">=", 0.5),
+    goal("accepted sends/s (PostgreSQL) vs pgbench 8 clients", ratios["accept_pg_vs_pgbench8"], ">=", 0.3),
+    goal("p99 latency at 5,000 sends/s (ms)", med("latency_5k_gateway_p99_ms"), "<=", 5.0),
+    goal("delivered/s to the mock (0 ms) vs Postfix relay", ratios["e2e_vs_postfix_reference"], ">=", 10.0,
+         "Postfix not run side by side: 946/s from reference/performance.md §4.6"),
+    goal("delivered/s with mock p50 200 ms", med("e2e_200ms_delivered_per_s"), ">=", 2000.0),
+    goal("faults: delivered/s vs fault-free", ratios["e2e_faults_vs_fault_free"], ">=", 0.9),
+    goal("faults: lost messages", med("e2e_faults_lost"), "<=", 0.0),
+    goal("memory idle (MB)", None if med("memory_idle_kb") is None else med("memory_idle_kb") / 1024, "<=", 64.0),
+    goal("memory per 100k queued (MB)", mem_per_100k, "<=", 10.0),
+    goal("cold start, empty (ms)", med("cold_start_gateway_ms"), "<=", 200.0),
+    goal("cold start with the queued set (ms)", med("cold_start_queued_ms"), "<=", 1000.0,
+         f"{int(med('memory_queued_n') or 0)} queued, not 1M"),
+]
+
+now = datetime.datetime.now(datetime.timezone.utc)
+stem = f"{now:%Y%m%d-%H%M%S}-{machine['git_sha']}" + ("-smoke" if smoke else "")
+report = {"generated_at": now.isoformat(), "smoke": smoke, "machine": machine, "figures": figures,
+          "ratios": ratios, "goals": goals, "raw": rows}
+json.dump(report, open(f"{out_dir}/{stem}.json", "w"), indent=2)
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+md = [f"# mailgate bench {stem}", "",
+      f"{machine['nproc']} × {machine['cpu']}, kernel {machine['kernel']}, load average "
+      f"{' '.join(machine['loadavg_start'])} at start, {' '.join(machine['loadavg_end'])} at end"
+      + (", **smoke run (1 repetition, short)**" if smoke else ""), "",
+      "| figure | median | min | max | n |", "| --- | --- | --- | --- | --- |"]
+for k, s in figures.items():
+    md.append(f"| {k} | {fmt(s['median'])} | {fmt(s['min'])} | {fmt(s['max'])} | {s['n']}{' noisy' if s['noisy'] else ''} |")
+md += ["", "| goal | value | target | result |", "| --- | --- | --- | --- |"]
+for g in goals:
+    res = "n/a" if g["pass"] is None else ("pass" if g["pass"] else "**miss**")
+    md.append(f"| {g['goal']} | {fmt(g['value'])} | {g['op']} {fmt(g['threshold'])} | {res}{' — ' + g['note'] if g['note'] else ''} |")
+open(f"{out_dir}/{stem}.md", "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+print(f"\nwritten: {out_dir}/{stem}.json and .md")
