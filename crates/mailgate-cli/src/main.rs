@@ -47,6 +47,8 @@ enum Command {
     Keys(client::KeysArgs),
     /// Manage an environment's provider.
     Providers(client::ProvidersArgs),
+    /// Manage an environment's templates (usage types).
+    Templates(client::TemplatesArgs),
     /// Manage the key that encrypts provider credentials.
     Secrets(secrets::SecretsArgs),
 }
@@ -105,6 +107,7 @@ async fn main() -> ExitCode {
         Command::Environments(args) => client::environments(args).await,
         Command::Keys(args) => client::keys(args).await,
         Command::Providers(args) => client::providers(args).await,
+        Command::Templates(args) => client::templates(args).await,
         Command::Secrets(args) => secrets::run(args).await,
     };
     match result {

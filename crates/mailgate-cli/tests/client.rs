@@ -300,3 +300,91 @@ fn the_client_configures_an_smtp_provider_verifies_it_and_sends_through_it() {
     let shown = json(client(d, &url, &admin, &["providers", "show", "--json"]));
     assert_eq!(shown["source"], "default");
 }
+
+#[test]
+fn the_client_sets_gets_lists_previews_and_deletes_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, admin) = start_server(dir.path());
+    let admin = admin.unwrap();
+    let d = dir.path();
+    let html = d.join("signin.html");
+    std::fs::write(&html, "<p>Code: {{ code }}</p>").unwrap();
+    let html = html.to_str().unwrap();
+
+    let bad = client(
+        d,
+        &url,
+        &admin,
+        &[
+            "templates",
+            "set",
+            "SignIn",
+            "--subject",
+            "{{ code",
+            "--html",
+            html,
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid_template"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let saved = ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "templates",
+            "--locale",
+            "fr",
+            "set",
+            "SignIn",
+            "--subject",
+            "Code {{ code }}",
+            "--html",
+            html,
+        ],
+    ));
+    assert!(saved.contains("template SignIn (fr) saved"), "{saved}");
+    let list = json(client(d, &url, &admin, &["templates", "list", "--json"]));
+    assert_eq!(list["data"][0]["locale"], "fr");
+    let got = json(client(
+        d,
+        &url,
+        &admin,
+        &["templates", "--locale", "fr", "get", "SignIn", "--json"],
+    ));
+    assert_eq!(got["template"]["subject"], "Code {{ code }}");
+    let preview = json(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "templates",
+            "--locale",
+            "fr-CA",
+            "preview",
+            "SignIn",
+            "--data",
+            r#"{"code": "424242"}"#,
+            "--json",
+        ],
+    ));
+    assert_eq!(preview["subject"], "Code 424242");
+    assert_eq!(preview["locale"], "fr");
+    ok(client(
+        d,
+        &url,
+        &admin,
+        &["templates", "--locale", "fr", "delete", "SignIn"],
+    ));
+    let builtin = json(client(
+        d,
+        &url,
+        &admin,
+        &["templates", "get", "SignIn", "--json"],
+    ));
+    assert_eq!(builtin["source"], "builtin");
+}

@@ -4,6 +4,7 @@ mod admin;
 mod providers;
 mod read;
 mod send;
+mod templates;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -14,6 +15,7 @@ pub use admin::{environments, keys, EnvironmentsArgs, KeysArgs};
 pub use providers::{providers, ProvidersArgs};
 pub use read::{emails, events, EmailsArgs, EventsArgs};
 pub use send::{send, SendArgs};
+pub use templates::{templates, TemplatesArgs};
 
 /// How to reach the server; shared by every client subcommand.
 #[derive(Args, Clone, Debug)]

@@ -90,9 +90,11 @@ pub async fn settings_roundtrip(db: Database) {
         s.get_settings(&env.id).await.unwrap(),
         EnvironmentSettings::default()
     );
-    let mut settings = EnvironmentSettings::default();
-    settings.default_locale = Locale::parse("de", "locale").unwrap();
-    settings.secret_fields = vec!["otp".into()];
+    let mut settings = EnvironmentSettings {
+        default_locale: Locale::parse("de", "locale").unwrap(),
+        secret_fields: vec!["otp".into()],
+        ..EnvironmentSettings::default()
+    };
     settings.tracking.links = true;
     settings.defaults.from =
         Some(mailgate_core::Mailbox::parse("Acme <no@acme.example>", "from").unwrap());
