@@ -11,6 +11,7 @@ pub mod http;
 pub mod mailgun;
 pub mod postmark;
 pub mod registry;
+pub mod reply_text;
 pub mod resend;
 pub mod secrets;
 pub mod sendgrid;

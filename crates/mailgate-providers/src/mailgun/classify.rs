@@ -8,9 +8,6 @@ use reqwest::StatusCode;
 
 use super::MailgunRegion;
 
-/// The longest piece of Mailgun's own text carried into a message.
-const MAX_DETAIL: usize = 300;
-
 /// What the failed request was about, for the messages.
 pub(crate) struct Context<'a> {
     /// The sending domain.
@@ -86,23 +83,7 @@ pub(crate) fn detail(body: &[u8]) -> String {
             v => v.get("message").and_then(|m| m.as_str()).map(str::to_owned),
         })
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let text = scrub(text.trim());
-    if text.is_empty() {
-        return "no details given".into();
-    }
-    match text.char_indices().nth(MAX_DETAIL) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text,
-    }
-}
-
-/// Replaces every word that looks like an email address with `<address>`.
-fn scrub(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|w| if w.contains('@') { "<address>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::reply_text::safe(&text)
 }
 
 #[cfg(test)]
@@ -139,6 +120,8 @@ mod tests {
         assert_eq!(detail(b"Forbidden"), "Forbidden");
         assert_eq!(detail(b"\"Forbidden\""), "Forbidden");
         assert_eq!(detail(b""), "no details given");
-        assert!(detail("x".repeat(1000).as_bytes()).chars().count() <= MAX_DETAIL + 1);
+        assert!(
+            detail("x".repeat(1000).as_bytes()).chars().count() <= crate::reply_text::MAX_CHARS + 1
+        );
     }
 }

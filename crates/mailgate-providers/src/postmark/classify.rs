@@ -8,9 +8,6 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// The longest piece of Postmark's own text carried into a message.
-const MAX_DETAIL: usize = 300;
-
 /// Postmark's error answer, when the body is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -27,7 +24,7 @@ pub(crate) fn api_error(body: &[u8]) -> Option<ApiError> {
     let message = value.get("Message").and_then(Value::as_str).unwrap_or("");
     Some(ApiError {
         code,
-        message: shorten(&scrub(message)),
+        message: crate::reply_text::safe(message),
     })
 }
 
@@ -49,7 +46,7 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
         return by_error_code(&error, retry_after);
     }
     let code = format!("http_{}", status.as_u16());
-    let detail = shorten(&scrub(&String::from_utf8_lossy(body)));
+    let detail = crate::reply_text::safe(&String::from_utf8_lossy(body));
     match status.as_u16() {
         401 => SendError::permanent(code, BAD_TOKEN),
         403 => SendError::permanent(
@@ -127,25 +124,6 @@ fn by_error_code(error: &ApiError, retry_after: Option<std::time::Duration>) -> 
             "Postmark refused the request (ErrorCode {}): {said}",
             error.code
         )),
-    }
-}
-
-/// Replaces every word that looks like an email address with `<address>`.
-fn scrub(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|w| if w.contains('@') { "<address>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn shorten(text: &str) -> String {
-    if text.is_empty() {
-        return "no details given".into();
-    }
-    match text.char_indices().nth(MAX_DETAIL) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
     }
 }
 

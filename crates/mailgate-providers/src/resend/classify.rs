@@ -17,7 +17,6 @@ pub(crate) const DAILY_QUOTA_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long to wait after a 409 that asks for a short delay, unless a header says otherwise.
 pub(crate) const CONFLICT_WAIT: Duration = Duration::from_secs(2);
 /// The most characters of a provider message kept in an error.
-const MAX_MESSAGE: usize = 300;
 
 /// Resend's error body.
 #[derive(Debug, Default, Deserialize)]
@@ -28,18 +27,7 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-/// Replaces every word that looks like an email address with `<address>` and shortens the text.
-pub(crate) fn scrub(message: &str) -> String {
-    let s = message
-        .split(' ')
-        .map(|w| if w.contains('@') { "<address>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ");
-    match s.char_indices().nth(MAX_MESSAGE) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
+pub(crate) use crate::reply_text::safe as scrub;
 
 /// Classifies a non-2xx answer to any Resend request.
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> SendError {
@@ -148,7 +136,10 @@ mod tests {
             "only to your own email address <address>"
         );
         let long = "x".repeat(400);
-        assert_eq!(scrub(&long).chars().count(), MAX_MESSAGE + 1);
+        assert_eq!(
+            scrub(&long).chars().count(),
+            crate::reply_text::MAX_CHARS + 1
+        );
     }
 
     #[test]

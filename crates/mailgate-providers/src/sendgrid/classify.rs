@@ -12,7 +12,6 @@ use serde::Deserialize;
 use crate::http::{classify_status, retry_after};
 
 /// The most characters of SendGrid's messages kept in an error.
-const MAX_MESSAGE: usize = 300;
 
 #[derive(Debug, Default, Deserialize)]
 struct ErrorBody {
@@ -28,18 +27,7 @@ struct ErrorItem {
     field: Option<String>,
 }
 
-/// Replaces every word that looks like an email address with `<address>` and shortens the text.
-pub(crate) fn scrub(message: &str) -> String {
-    let s = message
-        .split(' ')
-        .map(|w| if w.contains('@') { "<address>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ");
-    match s.char_indices().nth(MAX_MESSAGE) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
+pub(crate) use crate::reply_text::safe as scrub;
 
 /// SendGrid's errors as one line: `field: message; …` (fields `null` left out).
 fn describe(body: &[u8]) -> String {

@@ -35,15 +35,6 @@ const THROTTLE_CODES: &[&str] = &[
     "SlowDown",
 ];
 
-/// Replaces every word that looks like an email address with `<address>`.
-pub(crate) fn scrub(message: &str) -> String {
-    message
-        .split(' ')
-        .map(|w| if w.contains('@') { "<address>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// What an SES error response said, gathered from the typed error and the raw response.
 struct Reply<'a> {
     code: String,
@@ -76,7 +67,7 @@ impl<'a> Reply<'a> {
             .map(Duration::from_secs);
         Self {
             code: code.unwrap_or_else(|| format!("http_{status}")),
-            message: scrub(&message),
+            message: crate::reply_text::safe(&message),
             status,
             retry_after,
             region,
@@ -274,7 +265,7 @@ mod tests {
     #[test]
     fn scrubs_addresses_and_reads_xml_codes() {
         assert_eq!(
-            scrub("Email address is not verified: bob@example.com, x"),
+            crate::reply_text::safe("Email address is not verified: bob@example.com, x"),
             "Email address is not verified: <address> x"
         );
         assert_eq!(
