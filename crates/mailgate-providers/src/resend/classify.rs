@@ -16,8 +16,6 @@ use crate::http::{classify_status, retry_after};
 pub(crate) const DAILY_QUOTA_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long to wait after a 409 that asks for a short delay, unless a header says otherwise.
 pub(crate) const CONFLICT_WAIT: Duration = Duration::from_secs(2);
-/// The most characters of a provider message kept in an error.
-
 /// Resend's error body.
 #[derive(Debug, Default, Deserialize)]
 struct ErrorBody {

@@ -11,8 +11,6 @@ use serde::Deserialize;
 
 use crate::http::{classify_status, retry_after};
 
-/// The most characters of SendGrid's messages kept in an error.
-
 #[derive(Debug, Default, Deserialize)]
 struct ErrorBody {
     #[serde(default)]
