@@ -8,6 +8,7 @@ mod api {
     mod errors;
     mod events;
     mod health;
+    mod http_providers;
     mod keys;
     mod providers;
     pub mod support;
