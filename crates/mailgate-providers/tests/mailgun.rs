@@ -65,6 +65,7 @@ fn full_message() -> ClaimedMessage {
         ]),
         provider_options: Some(json!({"o:tracking-opens": "yes", "o:tracking-clicks": "htmlonly"})),
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 

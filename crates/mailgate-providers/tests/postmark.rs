@@ -64,6 +64,7 @@ fn full_message() -> ClaimedMessage {
         metadata: BTreeMap::from([("order_id".to_owned(), "42".to_owned())]),
         provider_options: Some(json!({"TrackOpens": true, "TrackLinks": "HtmlAndText"})),
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 

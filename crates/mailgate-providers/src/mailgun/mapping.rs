@@ -150,6 +150,7 @@ mod tests {
             metadata: BTreeMap::from([("order".to_owned(), "42".to_owned())]),
             provider_options: options,
             idempotency_key: None,
+            delivery: Default::default(),
         }
     }
 

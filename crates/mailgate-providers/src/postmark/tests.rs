@@ -121,6 +121,7 @@ fn message(options: Option<serde_json::Value>) -> ClaimedMessage {
         metadata: BTreeMap::new(),
         provider_options: options,
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 
