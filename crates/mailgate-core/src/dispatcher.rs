@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{EventType, NewEvent};
 use crate::message::{ClaimedMessage, MessageStatus};
 use crate::provider::{ProviderResolver, SendError};
+use crate::reputation::{ReputationStore, SendingGate};
 use crate::retry::RetryPolicy;
 use crate::store::{Completion, QueueStore};
 use crate::time::Clock;
@@ -56,9 +57,13 @@ pub struct Dispatcher {
     retry: RetryPolicy,
     config: DispatcherConfig,
     wake: Arc<Notify>,
+    gate: Option<(Arc<dyn SendingGate>, Arc<dyn ReputationStore>)>,
 }
 
 const COMPLETION_BATCH: usize = 256;
+
+/// How long a message held by a reputation pause waits before it is looked at again.
+const PAUSE_RECHECK: Duration = Duration::from_secs(60);
 
 impl Dispatcher {
     /// A dispatcher; `wake` lets an in-process send service signal new work.
@@ -77,7 +82,15 @@ impl Dispatcher {
             retry,
             config,
             wake,
+            gate: None,
         }
+    }
+
+    /// Holds an environment's messages while `gate` says its sending is paused: they go back to
+    /// the queue (attempt not counted) with a `deferred` event coded `paused_reputation`.
+    pub fn with_gate(mut self, gate: Arc<dyn SendingGate>, store: Arc<dyn ReputationStore>) -> Self {
+        self.gate = Some((gate, store));
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then lets in-flight deliveries finish (up to the
@@ -140,6 +153,10 @@ impl Dispatcher {
                 let this = Arc::clone(&this);
                 let done = done_tx.clone();
                 tokio::spawn(async move {
+                    if this.hold_if_paused(&message).await {
+                        drop(permit);
+                        return;
+                    }
                     let completion = this.deliver(message).await;
                     // The completer outlives every delivery task, so this only fails at exit.
                     let _ = done.send(completion).await;
@@ -198,6 +215,46 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "purging content failed"),
             }
             tokio::select! { () = tokio::time::sleep(every) => {}, () = shutdown.cancelled() => return }
+        }
+    }
+
+    /// Puts the message back in the queue if its environment's sending is paused; true if it
+    /// did (or the lease was lost meanwhile).
+    async fn hold_if_paused(&self, message: &ClaimedMessage) -> bool {
+        let Some((gate, store)) = &self.gate else {
+            return false;
+        };
+        if !gate.paused(&message.environment_id).await {
+            return false;
+        }
+        let now = self.clock.now();
+        let until = now.plus(PAUSE_RECHECK);
+        let event = NewEvent::for_message(
+            message.environment_id,
+            message.id,
+            EventType::Deferred,
+            now,
+            json!({
+                "attempt": message.attempt - 1,
+                "code": "paused_reputation",
+                "retryable": true,
+                "reason": "sending is paused: the environment's reputation is critical and pause_on_critical is set",
+                "next_attempt_at": until.to_rfc3339(),
+            }),
+        );
+        match store
+            .hold_message(&message.id, &message.lease_token, until, &event)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(message.id = %message.id, "held: sending paused by reputation");
+                true
+            }
+            Err(e) => {
+                // The lease expires and the message is claimed again.
+                tracing::warn!(error = %e, "could not hold a paused message");
+                true
+            }
         }
     }
 

@@ -298,6 +298,8 @@ pub trait Storage:
     + ProviderConfigStore
     + TemplateStore
     + SettingsStore
+    + crate::feeds::FeedStore
+    + crate::reputation::ReputationStore
     + HealthCheck
 {
 }
@@ -312,6 +314,8 @@ impl<T> Storage for T where
         + ProviderConfigStore
         + TemplateStore
         + SettingsStore
+        + crate::feeds::FeedStore
+        + crate::reputation::ReputationStore
         + HealthCheck
 {
 }

@@ -4,11 +4,13 @@ mod captures;
 pub(crate) mod enqueue;
 mod environments;
 mod events;
+mod feeds;
 mod keys;
 mod messages;
 mod providers;
 mod queue;
 mod templates;
+mod reputation;
 
 use std::sync::Mutex;
 
