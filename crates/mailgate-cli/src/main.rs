@@ -49,6 +49,10 @@ enum Command {
     Providers(client::ProvidersArgs),
     /// Manage an environment's templates (usage types).
     Templates(client::TemplatesArgs),
+    /// Manage an environment's failure notifications and event stream.
+    Notifications(client::NotificationsArgs),
+    /// Show an environment's reputation (bounce and complaint rates).
+    Reputation(client::ReputationArgs),
     /// Manage the key that encrypts provider credentials.
     Secrets(secrets::SecretsArgs),
 }
@@ -108,6 +112,8 @@ async fn main() -> ExitCode {
         Command::Keys(args) => client::keys(args).await,
         Command::Providers(args) => client::providers(args).await,
         Command::Templates(args) => client::templates(args).await,
+        Command::Notifications(args) => client::notifications(args).await,
+        Command::Reputation(args) => client::reputation(args).await,
         Command::Secrets(args) => secrets::run(args).await,
     };
     match result {

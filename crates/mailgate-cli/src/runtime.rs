@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mailgate_core::dispatcher::Dispatcher;
+use mailgate_core::feeds::{FeedConfig, FeedWorker};
+use mailgate_core::reputation::ReputationGate;
 use mailgate_core::send::SendService;
 use mailgate_core::{Clock, SystemClock};
+use mailgate_providers::outbound::HttpWebhookSink;
 use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry};
 use mailgate_server::{AppState, ServerConfig};
 use mailgate_store::{Database, StoreOptions};
@@ -20,6 +23,12 @@ use crate::config::Config;
 /// How often a cached provider is checked against the stored configuration, so that a change
 /// made through one process reaches the others.
 const PROVIDER_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest a notification or event-stream POST may take.
+const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How old the dispatcher's answer to "is this environment paused?" may be.
+const GATE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens (creating the SQLite directory if needed) and optionally migrates the database.
 pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Database> {
@@ -54,6 +63,8 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         clock: clock.clone(),
     };
     let (secret_key, _) = crate::secrets::load(&config)?;
+    let sink = HttpWebhookSink::new(secret_key.clone(), WEBHOOK_TIMEOUT)
+        .context("notification HTTP client")?;
     let registry = Arc::new(
         ProviderRegistry::new(
             storage.clone(),
@@ -80,8 +91,15 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         config.retry(),
         config.dispatcher(),
         wake.clone(),
+    )
+    .with_gate(
+        Arc::new(ReputationGate::new(storage.clone(), clock.clone(), GATE_TTL)),
+        storage.clone(),
     );
     let workers = tokio::spawn(dispatcher.run(shutdown.clone()));
+    // Every process that delivers also runs the feeds; their cursor leases make that safe.
+    let feeds = FeedWorker::new(storage.clone(), Arc::new(sink), clock.clone(), FeedConfig::default());
+    let feeds = tokio::spawn(feeds.run(shutdown.clone()));
 
     if with_api {
         let admin = bootstrap(storage.as_ref(), config.admin_key.as_ref(), clock.now()).await?;
@@ -128,6 +146,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         shutdown.cancelled().await;
     }
     workers.await.context("worker task")?;
+    feeds.await.context("feed task")?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dsn;
 pub mod http;
 pub mod mailgun;
+pub mod outbound;
 pub mod postmark;
 pub mod registry;
 pub mod reply_text;

@@ -106,6 +106,11 @@ impl ProviderRegistry {
         })
     }
 
+    /// The key that seals secrets at rest (also used for notification secrets).
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.key
+    }
+
     /// Sets an environment's provider, replacing any earlier one.
     pub async fn set(
         &self,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use mailgate_core::apikey::{ApiKeyRecord, ApiKeySecret, KeyScope, NewApiKey};
 use mailgate_core::dispatcher::{Dispatcher, DispatcherConfig};
+use mailgate_core::feeds::{FeedConfig, FeedWorker};
+use mailgate_core::reputation::ReputationGate;
 use mailgate_core::environment::{EnvironmentName, DEFAULT_ENVIRONMENT};
 use mailgate_core::message::Limits;
 use mailgate_core::provider::ProviderResolver;
@@ -63,6 +65,7 @@ pub struct TestAppBuilder {
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
     dispatcher: Option<DispatcherSpec>,
+    feeds: Option<(FeedConfig, usize)>,
 }
 
 impl Default for TestAppBuilder {
@@ -73,6 +76,7 @@ impl Default for TestAppBuilder {
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
             dispatcher: None,
+            feeds: None,
         }
     }
 }
@@ -138,6 +142,12 @@ impl TestAppBuilder {
             retry,
             config,
         });
+        self
+    }
+
+    /// Also runs `workers` feed workers (event stream and notifications), posting over HTTP.
+    pub fn with_feeds(mut self, config: FeedConfig, workers: usize) -> Self {
+        self.feeds = Some((config, workers));
         self
     }
 
@@ -224,8 +234,32 @@ impl TestAppBuilder {
                 spec.retry,
                 spec.config,
                 wake,
+            )
+            .with_gate(
+                Arc::new(ReputationGate::new(
+                    storage.clone(),
+                    Arc::clone(&self.clock),
+                    Duration::from_millis(50),
+                )),
+                storage.clone(),
             );
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+        }
+        if let Some((config, workers)) = self.feeds {
+            for _ in 0..workers {
+                let sink = mailgate_providers::outbound::HttpWebhookSink::new(
+                    secret_key.clone(),
+                    Duration::from_secs(5),
+                )
+                .expect("webhook HTTP client");
+                let worker = FeedWorker::new(
+                    storage.clone(),
+                    Arc::new(sink),
+                    Arc::clone(&self.clock),
+                    config,
+                );
+                tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+            }
         }
         TestApp {
             address,

@@ -1,6 +1,7 @@
 //! The API client behind `mailgate send`, `emails`, `events`, `environments` and `keys`.
 
 mod admin;
+mod alerts;
 mod providers;
 mod read;
 mod send;
@@ -11,6 +12,7 @@ use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+pub use alerts::{notifications, reputation, NotificationsArgs, ReputationArgs};
 pub use admin::{environments, keys, EnvironmentsArgs, KeysArgs};
 pub use providers::{providers, ProvidersArgs};
 pub use read::{emails, events, EmailsArgs, EventsArgs};

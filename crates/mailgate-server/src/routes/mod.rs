@@ -11,8 +11,10 @@ pub mod environments;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod notifications;
 pub mod providers;
 pub mod templates;
+pub mod reputation;
 
 /// Every route, with JSON answers for unknown routes and methods.
 pub fn router() -> Router<AppState> {
@@ -24,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .merge(keys::router())
         .merge(providers::router())
         .merge(templates::router())
+        .merge(notifications::router())
+        .merge(reputation::router())
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
         })
