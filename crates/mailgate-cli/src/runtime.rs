@@ -93,12 +93,21 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         wake.clone(),
     )
     .with_gate(
-        Arc::new(ReputationGate::new(storage.clone(), clock.clone(), GATE_TTL)),
+        Arc::new(ReputationGate::new(
+            storage.clone(),
+            clock.clone(),
+            GATE_TTL,
+        )),
         storage.clone(),
     );
     let workers = tokio::spawn(dispatcher.run(shutdown.clone()));
     // Every process that delivers also runs the feeds; their cursor leases make that safe.
-    let feeds = FeedWorker::new(storage.clone(), Arc::new(sink), clock.clone(), FeedConfig::default());
+    let feeds = FeedWorker::new(
+        storage.clone(),
+        Arc::new(sink),
+        clock.clone(),
+        FeedConfig::default(),
+    );
     let feeds = tokio::spawn(feeds.run(shutdown.clone()));
 
     if with_api {

@@ -88,7 +88,11 @@ impl Dispatcher {
 
     /// Holds an environment's messages while `gate` says its sending is paused: they go back to
     /// the queue (attempt not counted) with a `deferred` event coded `paused_reputation`.
-    pub fn with_gate(mut self, gate: Arc<dyn SendingGate>, store: Arc<dyn ReputationStore>) -> Self {
+    pub fn with_gate(
+        mut self,
+        gate: Arc<dyn SendingGate>,
+        store: Arc<dyn ReputationStore>,
+    ) -> Self {
         self.gate = Some((gate, store));
         self
     }

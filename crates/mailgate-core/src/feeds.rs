@@ -16,7 +16,7 @@ use crate::event::{Event, EventType};
 use crate::ids::EnvironmentId;
 use crate::notify::{self, Notification, NotificationSettings, SignedTarget};
 use crate::reputation;
-use crate::store::{StoreError, Storage};
+use crate::store::{Storage, StoreError};
 use crate::time::{Clock, Timestamp};
 
 /// Which consumer a feed is.
@@ -39,7 +39,9 @@ impl FeedKind {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Stream, Self::Notify].into_iter().find(|k| k.as_str() == s)
+        [Self::Stream, Self::Notify]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -373,7 +375,10 @@ impl FeedWorker {
         let now = self.clock.now();
         let cursor = events.last().map_or(state.cursor, |e| e.cursor);
         if !settings.has_targets() {
-            return FeedUpdate { cursor, ..idle(state, now) };
+            return FeedUpdate {
+                cursor,
+                ..idle(state, now)
+            };
         }
         let name = match self.storage.find_environment(&env.to_string()).await {
             Ok(Some(e)) => e.name.to_string(),
@@ -429,7 +434,10 @@ impl FeedWorker {
             )
         });
         {
-            let mut last = self.last_reputation.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .last_reputation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = last
                 .get(env)
                 .is_none_or(|t| t.elapsed() >= self.config.reputation_interval);

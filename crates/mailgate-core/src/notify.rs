@@ -109,7 +109,10 @@ const MAX_IDS: usize = 20;
 /// The notifications a batch of events triggers: one per kind, naming up to 20 messages.
 pub fn from_events(env_name: &str, env: &EnvironmentId, events: &[Event]) -> Vec<Notification> {
     let mut out = Vec::new();
-    for kind in [NotificationKind::ProviderAuthFailed, NotificationKind::MessageFailed] {
+    for kind in [
+        NotificationKind::ProviderAuthFailed,
+        NotificationKind::MessageFailed,
+    ] {
         let hits: Vec<&Event> = events
             .iter()
             .filter(|e| e.event_type == EventType::Failed)
@@ -225,16 +228,32 @@ mod tests {
 
     #[test]
     fn recognizes_credential_failures() {
-        for code in ["UnrecognizedClientException", "smtp_535", "http_401", "unauthorized", "AccessDeniedException", "postmark_10"] {
+        for code in [
+            "UnrecognizedClientException",
+            "smtp_535",
+            "http_401",
+            "unauthorized",
+            "AccessDeniedException",
+            "postmark_10",
+        ] {
             assert!(is_auth_failure(code), "{code}");
         }
-        for code in ["MessageRejected", "smtp_550", "http_422", "postmark_100", "timeout"] {
+        for code in [
+            "MessageRejected",
+            "smtp_550",
+            "http_422",
+            "postmark_100",
+            "timeout",
+        ] {
             assert!(!is_auth_failure(code), "{code}");
         }
     }
 
     #[test]
     fn scrubs_addresses() {
-        assert_eq!(scrub("550 <bob@example.com> unknown"), "550 [address] unknown");
+        assert_eq!(
+            scrub("550 <bob@example.com> unknown"),
+            "550 [address] unknown"
+        );
     }
 }

@@ -115,7 +115,13 @@ pub struct Rates {
 
 impl Rates {
     fn of(sent: u64, hard_bounces: u64, complaints: u64, min_volume: u64) -> Self {
-        let ratio = |n: u64| if sent == 0 { 0.0 } else { n as f64 / sent as f64 };
+        let ratio = |n: u64| {
+            if sent == 0 {
+                0.0
+            } else {
+                n as f64 / sent as f64
+            }
+        };
         let (bounce_rate, complaint_rate) = (ratio(hard_bounces), ratio(complaints));
         let judged = sent > 0 && sent >= min_volume;
         let level = if !judged {
@@ -323,10 +329,22 @@ mod tests {
         let s = ReputationSettings::default();
         let t = Timestamp(0);
         assert_eq!(assess(&[counts("ses", 1000, 49, 0)], s, t).level, Level::Ok);
-        assert_eq!(assess(&[counts("ses", 1000, 50, 0)], s, t).level, Level::Warning);
-        assert_eq!(assess(&[counts("ses", 1000, 100, 0)], s, t).level, Level::Critical);
-        assert_eq!(assess(&[counts("ses", 1000, 0, 1)], s, t).level, Level::Warning);
-        assert_eq!(assess(&[counts("ses", 1000, 0, 5)], s, t).level, Level::Critical);
+        assert_eq!(
+            assess(&[counts("ses", 1000, 50, 0)], s, t).level,
+            Level::Warning
+        );
+        assert_eq!(
+            assess(&[counts("ses", 1000, 100, 0)], s, t).level,
+            Level::Critical
+        );
+        assert_eq!(
+            assess(&[counts("ses", 1000, 0, 1)], s, t).level,
+            Level::Warning
+        );
+        assert_eq!(
+            assess(&[counts("ses", 1000, 0, 5)], s, t).level,
+            Level::Critical
+        );
     }
 
     #[test]

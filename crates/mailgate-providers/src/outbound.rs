@@ -20,7 +20,10 @@ pub const SECRET_PREFIX: &str = "whsec_";
 
 /// A fresh `whsec_…` secret: 32 random bytes, base64.
 pub fn generate_secret() -> String {
-    format!("{SECRET_PREFIX}{}", STANDARD.encode(rand::random::<[u8; 32]>()))
+    format!(
+        "{SECRET_PREFIX}{}",
+        STANDARD.encode(rand::random::<[u8; 32]>())
+    )
 }
 
 /// The `webhook-signature` value (`v1,<base64 HMAC-SHA256>`) of `id.timestamp.body` under a
@@ -35,7 +38,10 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<Strin
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The sealing owner of an environment's notification secret `what` (`webhook`, `slack`, `stream`).
@@ -82,7 +88,10 @@ impl HttpWebhookSink {
         if status.is_success() {
             Ok(())
         } else {
-            Err(SinkError(format!("receiver answered HTTP {}", status.as_u16())))
+            Err(SinkError(format!(
+                "receiver answered HTTP {}",
+                status.as_u16()
+            )))
         }
     }
 }

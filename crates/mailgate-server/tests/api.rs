@@ -10,6 +10,7 @@ mod api {
     mod health;
     mod http_providers;
     mod keys;
+    mod notifications;
     mod providers;
     pub mod support;
     mod templates;

@@ -5,5 +5,6 @@
 #[cfg(feature = "app")]
 pub mod app;
 pub mod db;
+pub mod events;
 pub mod fake_provider;
 pub mod peers;

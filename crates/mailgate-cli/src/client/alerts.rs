@@ -42,7 +42,10 @@ enum NotificationsCommand {
 /// Runs `mailgate notifications`.
 pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.conn)?;
-    let path = format!("/v1/environments/{}/notifications", encode(&args.environment));
+    let path = format!(
+        "/v1/environments/{}/notifications",
+        encode(&args.environment)
+    );
     let reply = match args.command {
         NotificationsCommand::Show => client.call(Method::GET, &path, None, &[]).await?,
         NotificationsCommand::Set {
@@ -52,7 +55,10 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
             rotate_secrets,
         } => {
             let target = |url: Option<String>| {
-                url.map_or(Value::Null, |u| json!({"url": u, "rotate_secret": rotate_secrets}))
+                url.map_or(
+                    Value::Null,
+                    |u| json!({"url": u, "rotate_secret": rotate_secrets}),
+                )
             };
             let body = json!({
                 "webhook": target(webhook),
@@ -69,7 +75,14 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
     let b = &reply.body;
     println!("environment   {}", text(&b["environment"]));
     println!("webhook       {}", text(&b["webhook"]["url"]));
-    println!("slack         {}", if b["slack"].is_null() { "-" } else { "configured" });
+    println!(
+        "slack         {}",
+        if b["slack"].is_null() {
+            "-"
+        } else {
+            "configured"
+        }
+    );
     println!("event stream  {}", text(&b["event_stream"]["url"]));
     for (name, key) in [("notifier", "notifications"), ("stream", "event_stream")] {
         let d = &b["delivery"][key];
@@ -126,14 +139,22 @@ pub async fn reputation(args: ReputationArgs) -> anyhow::Result<()> {
             text(&r["sent"]),
             r["bounce_rate"].as_f64().unwrap_or(0.0) * 100.0,
             r["complaint_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            if r["judged"] == json!(false) { "  (below minimum volume)" } else { "" }
+            if r["judged"] == json!(false) {
+                "  (below minimum volume)"
+            } else {
+                ""
+            }
         );
     };
     println!(
         "{}: {}{} (window {} s)",
         text(&b["environment"]),
         text(&b["level"]),
-        if b["paused"] == json!(true) { ", sending paused" } else { "" },
+        if b["paused"] == json!(true) {
+            ", sending paused"
+        } else {
+            ""
+        },
         text(&b["window"]["seconds"])
     );
     line("overall", &b["overall"]);

@@ -12,8 +12,8 @@ use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-pub use alerts::{notifications, reputation, NotificationsArgs, ReputationArgs};
 pub use admin::{environments, keys, EnvironmentsArgs, KeysArgs};
+pub use alerts::{notifications, reputation, NotificationsArgs, ReputationArgs};
 pub use providers::{providers, ProvidersArgs};
 pub use read::{emails, events, EmailsArgs, EventsArgs};
 pub use send::{send, SendArgs};

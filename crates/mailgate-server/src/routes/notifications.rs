@@ -24,10 +24,7 @@ use crate::state::AppState;
 
 /// The environment's notification targets.
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/environments/{env}/notifications",
-        get(show).put(set),
-    )
+    Router::new().route("/v1/environments/{env}/notifications", get(show).put(set))
 }
 
 /// A URL target in a `PUT` body.
@@ -115,7 +112,9 @@ async fn show(
     let env = principal
         .required_environment(storage.as_ref(), Some(&env), "env")
         .await?;
-    Ok(Json(view(storage.as_ref(), env.name.as_str(), &env.id).await?))
+    Ok(Json(
+        view(storage.as_ref(), env.name.as_str(), &env.id).await?,
+    ))
 }
 
 /// Replaces the targets. A webhook or event-stream target gets a fresh `whsec_` secret when it

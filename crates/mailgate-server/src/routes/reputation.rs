@@ -21,10 +21,7 @@ use crate::state::AppState;
 
 /// The environment's reputation.
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/environments/{env}/reputation",
-        get(show).patch(update),
-    )
+    Router::new().route("/v1/environments/{env}/reputation", get(show).patch(update))
 }
 
 /// The `PATCH` body; absent fields keep their value.
@@ -97,9 +94,13 @@ async fn update(
         settings.window_seconds = w;
     }
     settings.min_volume = input.min_volume.unwrap_or(settings.min_volume);
-    settings.pause_on_critical = input.pause_on_critical.unwrap_or(settings.pause_on_critical);
+    settings.pause_on_critical = input
+        .pause_on_critical
+        .unwrap_or(settings.pause_on_critical);
     let now = clock.now();
-    storage.put_reputation_settings(&env.id, &settings, now).await?;
+    storage
+        .put_reputation_settings(&env.id, &settings, now)
+        .await?;
     tracing::info!(environment.id = %env.id, pause_on_critical = settings.pause_on_critical, "reputation settings set");
     let report = reputation::report(storage.as_ref(), &env.id, now).await?;
     Ok(Json(report_out(env.name.as_str(), &report)))

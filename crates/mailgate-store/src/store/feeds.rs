@@ -27,11 +27,21 @@ type SettingsRow = (
 const FEED_COLUMNS: &str = "environment_id, kind, cursor_tx, cursor_seq, failures, \
     next_attempt_at, last_error, last_delivered_at";
 
-type FeedRow = (String, String, i64, i64, i32, i64, Option<String>, Option<i64>);
+type FeedRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i32,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
 
 fn feed_state(r: FeedRow) -> Result<FeedState, StoreError> {
     Ok(FeedState {
-        environment_id: EnvironmentId::parse(&r.0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        environment_id: EnvironmentId::parse(&r.0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         kind: FeedKind::parse(&r.1)
             .ok_or_else(|| StoreError::Corrupt(format!("feeds.kind: {:?}", r.1)))?,
         cursor: FeedCursor { tx: r.2, seq: r.3 },
@@ -153,7 +163,8 @@ impl FeedStore for SqlStore {
     }
 
     async fn feed_states(&self, env: &EnvironmentId) -> Result<Vec<FeedState>, StoreError> {
-        let sql = format!("SELECT {FEED_COLUMNS} FROM feeds WHERE environment_id = $1 ORDER BY kind");
+        let sql =
+            format!("SELECT {FEED_COLUMNS} FROM feeds WHERE environment_id = $1 ORDER BY kind");
         let rows: Vec<FeedRow> = with_pool!(self.pools(), pool => {
             sqlx::query_as(&sql).bind(env.to_string()).fetch_all(pool).await
         })

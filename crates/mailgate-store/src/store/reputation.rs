@@ -18,7 +18,10 @@ fn counts_sql(pools: &Pools) -> String {
             "json_extract(data, '$.provider')",
             "json_extract(data, '$.bounce_type')",
         ),
-        Pools::Postgres(_) => ("(data::jsonb ->> 'provider')", "(data::jsonb ->> 'bounce_type')"),
+        Pools::Postgres(_) => (
+            "(data::jsonb ->> 'provider')",
+            "(data::jsonb ->> 'bounce_type')",
+        ),
     };
     format!(
         "SELECT COALESCE({provider}, '') AS provider, \
@@ -116,8 +119,9 @@ impl ReputationStore for SqlStore {
         .map_err(db_error)?;
         match row {
             None => Ok(Level::Ok),
-            Some((l,)) => Level::parse(&l)
-                .ok_or_else(|| StoreError::Corrupt(format!("reputation_settings.notified_level: {l:?}"))),
+            Some((l,)) => Level::parse(&l).ok_or_else(|| {
+                StoreError::Corrupt(format!("reputation_settings.notified_level: {l:?}"))
+            }),
         }
     }
 
