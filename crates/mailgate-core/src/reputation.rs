@@ -354,7 +354,7 @@ mod tests {
         assert!(!r.overall.judged);
         assert_eq!(r.level, Level::Ok);
         let r = assess(
-            &[counts("ses", 1000, 0, 0), counts("smtp", 200, 30, 0)],
+            &[counts("ses", 400, 0, 0), counts("smtp", 200, 30, 0)],
             ReputationSettings {
                 pause_on_critical: true,
                 ..s
