@@ -13,8 +13,8 @@ pub mod health;
 pub mod keys;
 pub mod notifications;
 pub mod providers;
-pub mod templates;
 pub mod reputation;
+pub mod templates;
 
 /// Every route, with JSON answers for unknown routes and methods.
 pub fn router() -> Router<AppState> {

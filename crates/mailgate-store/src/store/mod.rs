@@ -9,8 +9,8 @@ mod keys;
 mod messages;
 mod providers;
 mod queue;
-mod templates;
 mod reputation;
+mod templates;
 
 use std::sync::Mutex;
 
