@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use mailgate_core::store::Storage;
+use mailgate_providers::outbound::seal_owner;
 use mailgate_providers::{ProviderRegistry, SecretKey};
 use secrecy::ExposeSecret;
 
@@ -86,6 +88,40 @@ pub fn load(config: &Config) -> anyhow::Result<(SecretKey, KeySource)> {
     Ok((read_key_file(&path)?, KeySource::File(path)))
 }
 
+/// Re-encrypts every environment's sealed notification secrets (webhook and event-stream signing
+/// secrets, the Slack URL) from `old` to `new`; returns how many environments had targets.
+async fn reseal_notifications(
+    storage: &dyn Storage,
+    old: &SecretKey,
+    new: &SecretKey,
+) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for env in storage.list_environments().await? {
+        let Some(mut settings) = storage.notification_settings(&env.id).await? else {
+            continue;
+        };
+        let reseal = |sealed: &str, what: &str| -> anyhow::Result<String> {
+            let owner = seal_owner(&env.id, what);
+            let plain = old
+                .open(sealed, &owner)
+                .with_context(|| format!("notification {what} of environment {}", env.name))?;
+            Ok(new.seal(&plain, &owner))
+        };
+        for target in [settings.webhook.as_mut(), settings.stream.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            target.sealed_secret = reseal(&target.sealed_secret, "secret")?;
+        }
+        if let Some(url) = settings.sealed_slack_url.as_mut() {
+            *url = reseal(url, "slack")?;
+        }
+        storage.put_notification_settings(&settings).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Arguments of `mailgate secrets`.
 #[derive(Args)]
 pub struct SecretsArgs {
@@ -122,10 +158,12 @@ pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
                 None => SecretKey::generate(),
             };
             let db = open_database(&config, true).await?;
-            let count = ProviderRegistry::reseal_all(db.storage().as_ref(), &old, &new).await?;
+            let storage = db.storage();
+            let count = ProviderRegistry::reseal_all(storage.as_ref(), &old, &new).await?;
+            let targets = reseal_notifications(storage.as_ref(), &old, &new).await?;
             db.close().await;
             println!(
-                "re-encrypted {count} provider configuration(s) with key id {}",
+                "re-encrypted {count} provider configuration(s) and the notification targets of {targets} environment(s) with key id {}",
                 new.id()
             );
             match source {
