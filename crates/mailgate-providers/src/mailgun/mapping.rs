@@ -58,6 +58,17 @@ pub(crate) fn build_form(message: &ClaimedMessage) -> Result<Form, SendError> {
     for (key, value) in &message.metadata {
         form.text(format!("v:{key}"), value.clone());
     }
+    // mailgate's effective tracking is explicit, so a domain default cannot turn it on for a
+    // sign-in link; `provider_options` may still override it.
+    let yes_no = |on: bool| if on { "yes" } else { "no" };
+    form.text(
+        "o:tracking-opens",
+        yes_no(message.delivery.tracking.opens).to_owned(),
+    );
+    form.text(
+        "o:tracking-clicks",
+        yes_no(message.delivery.tracking.links).to_owned(),
+    );
     if let Some(options) = &message.provider_options {
         apply_options(&mut form, options)?;
     }
@@ -169,6 +180,19 @@ mod tests {
         assert_eq!(form.texts("o:tag"), ["a", "b"]);
         assert_eq!(form.texts("v:order"), ["42"]);
         assert!(form.has("inline") && !form.has("attachment"));
+    }
+
+    #[test]
+    fn tracking_is_explicit_from_the_effective_flags() {
+        let mut m = message(None);
+        let form = build_form(&m).unwrap();
+        assert_eq!(form.texts("o:tracking-opens"), ["no"]);
+        assert_eq!(form.texts("o:tracking-clicks"), ["no"]);
+        m.delivery.tracking.opens = true;
+        m.delivery.tracking.links = true;
+        let form = build_form(&m).unwrap();
+        assert_eq!(form.texts("o:tracking-opens"), ["yes"]);
+        assert_eq!(form.texts("o:tracking-clicks"), ["yes"]);
     }
 
     #[test]

@@ -72,6 +72,19 @@ pub(crate) fn build_request(
         body.insert("Metadata".into(), json!(message.metadata));
     }
     body.insert("MessageStream".into(), message_stream.into());
+    // mailgate's effective tracking is explicit, so a server default cannot turn it on for a
+    // sign-in link; `provider_options` may still override it.
+    let tracking = message.delivery.tracking;
+    body.insert("TrackOpens".into(), tracking.opens.into());
+    body.insert(
+        "TrackLinks".into(),
+        if tracking.links {
+            "HtmlAndText"
+        } else {
+            "None"
+        }
+        .into(),
+    );
 
     let mut body = Value::Object(body);
     let mut path = EMAIL;

@@ -138,6 +138,8 @@ fn maps_the_minimum_and_quotes_names() {
             "TextBody": "t",
             "Tag": "first",
             "MessageStream": "outbound",
+            "TrackOpens": false,
+            "TrackLinks": "None",
         })
     );
 }

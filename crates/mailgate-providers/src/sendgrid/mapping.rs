@@ -185,6 +185,16 @@ pub fn send_request(message: &ClaimedMessage) -> Result<Value, SendError> {
     if !categories.is_empty() {
         body.insert("categories".into(), Value::from(categories));
     }
+    // mailgate's effective tracking is explicit, so an account default cannot turn it on for a
+    // sign-in link; `provider_options.tracking_settings` may still override it (deep merge).
+    let tracking = message.delivery.tracking;
+    body.insert(
+        "tracking_settings".into(),
+        json!({
+            "open_tracking": {"enable": tracking.opens},
+            "click_tracking": {"enable": tracking.links, "enable_text": tracking.links},
+        }),
+    );
 
     let mut options = match &message.provider_options {
         None => Map::new(),

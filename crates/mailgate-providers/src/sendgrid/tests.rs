@@ -205,3 +205,21 @@ fn reads_the_message_id_header() {
     );
     assert_eq!(message_id(&h).as_deref(), Some("W6A2GYyBRzuaUKYz6GU6tQ"));
 }
+
+#[test]
+fn tracking_is_explicit_and_options_still_override_it() {
+    let mut m = message();
+    m.provider_options = None;
+    let body = super::mapping::send_request(&m).unwrap();
+    assert_eq!(
+        body["tracking_settings"],
+        json!({"open_tracking": {"enable": false}, "click_tracking": {"enable": false, "enable_text": false}})
+    );
+    m.delivery.tracking.links = true;
+    m.provider_options = Some(json!({"tracking_settings": {"open_tracking": {"enable": true}}}));
+    let body = super::mapping::send_request(&m).unwrap();
+    assert_eq!(
+        body["tracking_settings"],
+        json!({"open_tracking": {"enable": true}, "click_tracking": {"enable": true, "enable_text": true}})
+    );
+}
