@@ -10,10 +10,12 @@ use crate::apikey::{ApiKeyRecord, KeyHash, NewApiKey};
 use crate::environment::{Environment, EnvironmentName};
 use crate::event::{Event, EventQuery, NewEvent};
 use crate::ids::{ApiKeyId, EnvironmentId, MessageId};
+use crate::inbound::ProviderEvent;
 use crate::message::{
     ClaimedMessage, Content, EnqueueOutcome, MessageRecord, MessageStatus, NewMessage,
 };
 use crate::settings::EnvironmentSettings;
+use crate::suppression::{Suppression, SuppressionQuery};
 use crate::template::{Locale, TemplateRecord, UsageType};
 use crate::time::Timestamp;
 
@@ -280,6 +282,103 @@ pub trait SettingsStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// A provider event ready to record, with the message status change it causes.
+#[derive(Debug, Clone)]
+pub struct InboundRecord<'a> {
+    /// The authenticated, normalized event (its provider event id is the deduplication key).
+    pub event: &'a ProviderEvent,
+    /// The event to append to the log (its `message_id` is the matched message, if any).
+    pub new_event: &'a NewEvent,
+    /// `(from, to)`: move the matched message to `to` if it is still `from`.
+    pub advance: Option<(MessageStatus, MessageStatus)>,
+}
+
+/// Whether a provider event was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Recorded now.
+    Recorded,
+    /// Already recorded (same environment, provider and provider event id); nothing changed.
+    Duplicate,
+}
+
+/// A message to one address, with its events, for the recipient view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientMessage {
+    /// The message.
+    pub message: MessageRecord,
+    /// Its events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// Provider events coming in through webhooks.
+#[async_trait]
+pub trait InboundStore: Send + Sync {
+    /// The message a provider event is about: by the provider's message id (for that provider),
+    /// else by mailgate's own id, always within `env`.
+    async fn match_message(
+        &self,
+        env: &EnvironmentId,
+        provider: &str,
+        provider_message_id: Option<&str>,
+        message_id: Option<&MessageId>,
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// Records a provider event in one transaction: its deduplication row, its event, and the
+    /// status change; a duplicate changes nothing.
+    async fn record_inbound(
+        &self,
+        record: &InboundRecord<'_>,
+        now: Timestamp,
+    ) -> Result<RecordOutcome, StoreError>;
+    /// Soft bounces recorded for an address of `env` that occurred at or after `since`.
+    async fn count_soft_bounces(
+        &self,
+        env: &EnvironmentId,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// The newest messages sent to an address (normalized) in `env`, with their events.
+    async fn recipient_messages(
+        &self,
+        env: &EnvironmentId,
+        address: &str,
+        limit: u32,
+    ) -> Result<Vec<RecipientMessage>, StoreError>;
+}
+
+/// Per-environment suppression lists.
+#[async_trait]
+pub trait SuppressionStore: Send + Sync {
+    /// Adds a suppression; an existing one for the address is kept unless `replace`. Returns
+    /// whether anything was written.
+    async fn add_suppression(&self, s: &Suppression, replace: bool) -> Result<bool, StoreError>;
+    /// The suppression of an address (normalized), if any and not expired at `now`.
+    async fn get_suppression(
+        &self,
+        env: &EnvironmentId,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<Option<Suppression>, StoreError>;
+    /// The suppressions among these addresses (normalized) that are in force at `now`.
+    async fn find_suppressions(
+        &self,
+        env: &EnvironmentId,
+        addresses: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Suppression>, StoreError>;
+    /// A filtered page of suppressions, by address.
+    async fn list_suppressions(
+        &self,
+        query: &SuppressionQuery,
+    ) -> Result<Vec<Suppression>, StoreError>;
+    /// Removes a suppression; false if there was none.
+    async fn delete_suppression(
+        &self,
+        env: &EnvironmentId,
+        address: &str,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Health of the storage backend.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -300,6 +399,8 @@ pub trait Storage:
     + SettingsStore
     + crate::feeds::FeedStore
     + crate::reputation::ReputationStore
+    + InboundStore
+    + SuppressionStore
     + HealthCheck
 {
 }
@@ -316,6 +417,8 @@ impl<T> Storage for T where
         + SettingsStore
         + crate::feeds::FeedStore
         + crate::reputation::ReputationStore
+        + InboundStore
+        + SuppressionStore
         + HealthCheck
 {
 }

@@ -19,6 +19,7 @@ use crate::redact::secret_values;
 use crate::retry::RetryPolicy;
 use crate::settings::{EnvironmentSettings, Tracking};
 use crate::store::{Storage, StoreError};
+use crate::suppression::Suppression;
 use crate::template::{resolve, Rendered, Resolved};
 use crate::time::{Clock, Timestamp};
 use crate::validation::FieldError;
@@ -70,6 +71,14 @@ pub enum SendServiceError {
     /// The idempotency key was used with another request.
     #[error("idempotency key already used with a different request for {0}")]
     IdempotencyConflict(MessageId),
+    /// A recipient is on the environment's suppression list; nothing was accepted.
+    #[error("recipient {field} is suppressed")]
+    Suppressed {
+        /// The recipient's field (`to[0]`, `cc[1]`, …).
+        field: String,
+        /// The suppression (reason and date).
+        suppression: Box<Suppression>,
+    },
     /// The store failed; nothing was accepted.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -159,6 +168,7 @@ impl SendService {
             opens: track_opens.unwrap_or(default.opens),
             links: track_links.unwrap_or(default.links),
         };
+        self.check_suppressed(env, &p.content, now).await?;
         let mut warnings = Vec::new();
         if p.auth && (tracking.opens || tracking.links) {
             warnings.push(tracking_warning(p.magic_link, tracking));
@@ -190,6 +200,43 @@ impl SendService {
             EnqueueOutcome::Conflict(id) => return Err(SendServiceError::IdempotencyConflict(id)),
         };
         Ok(Accepted { outcome, warnings })
+    }
+
+    /// Refuses the send, before it is stored or reaches a provider, if any recipient is on the
+    /// environment's suppression list; the error names the first such recipient.
+    async fn check_suppressed(
+        &self,
+        env: &Environment,
+        content: &Content,
+        now: Timestamp,
+    ) -> Result<(), SendServiceError> {
+        let fields: Vec<(String, String)> = [
+            ("to", &content.to),
+            ("cc", &content.cc),
+            ("bcc", &content.bcc),
+        ]
+        .into_iter()
+        .flat_map(|(name, list)| {
+            list.iter()
+                .enumerate()
+                .map(move |(i, m)| (format!("{name}[{i}]"), m.email.normalized()))
+        })
+        .collect();
+        let addresses: Vec<String> = fields.iter().map(|(_, a)| a.clone()).collect();
+        let found = self
+            .store
+            .find_suppressions(&env.id, &addresses, now)
+            .await?;
+        for (field, address) in fields {
+            if let Some(s) = found.iter().find(|s| s.address == address) {
+                tracing::info!(reason = s.reason.as_str(), field = %field, "send refused: recipient suppressed");
+                return Err(SendServiceError::Suppressed {
+                    field,
+                    suppression: Box::new(s.clone()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Resolves and renders the template (if any) and composes the content.

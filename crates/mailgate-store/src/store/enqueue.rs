@@ -21,6 +21,8 @@ pub(crate) struct PreparedMessage {
     provider_options: Option<String>,
     secrets: Option<String>,
     queued_event: NewEvent,
+    /// Every recipient, normalized and deduplicated, for the recipient index.
+    recipients: Vec<String>,
 }
 
 impl PreparedMessage {
@@ -45,7 +47,15 @@ impl PreparedMessage {
             message.created_at,
             data,
         );
+        let mut addresses: Vec<String> = message
+            .content
+            .recipients()
+            .map(|m| m.email.normalized())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
         Ok(Self {
+            recipients: addresses,
             content: to_json("messages.content", &message.content)?,
             tags: to_json("messages.tags", &message.tags)?,
             metadata: to_json("messages.metadata", &message.metadata)?,
@@ -93,6 +103,10 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, environment_id, status, 
      VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10, $11, $12, $13, $14) \
      ON CONFLICT (environment_id, idempotency_key) DO NOTHING RETURNING id";
 
+const INSERT_RECIPIENT: &str =
+    "INSERT INTO message_recipients (message_id, environment_id, address, created_at) \
+     VALUES ($1, $2, $3, $4)";
+
 const FIND_IDEMPOTENT: &str =
     "SELECT id, idempotency_fingerprint FROM messages WHERE environment_id = $1 AND idempotency_key = $2";
 
@@ -128,6 +142,15 @@ pub(crate) async fn write_batch(
                 .await?;
             let outcome = if inserted.is_some() {
                 insert_event!(&mut *tx, &p.queued_event)?;
+                for address in &p.recipients {
+                    sqlx::query(INSERT_RECIPIENT)
+                        .bind(m.id.to_string())
+                        .bind(m.environment_id.to_string())
+                        .bind(address)
+                        .bind(m.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 EnqueueOutcome::Created(m.id)
             } else {
                 let (id, fingerprint): (String, Option<String>) = sqlx::query_as(FIND_IDEMPOTENT)

@@ -5,11 +5,13 @@ pub(crate) mod enqueue;
 mod environments;
 mod events;
 mod feeds;
+mod inbound;
 mod keys;
 mod messages;
 mod providers;
 mod queue;
 mod reputation;
+mod suppressions;
 mod templates;
 
 use std::sync::Mutex;
