@@ -11,6 +11,7 @@ use figment::Figment;
 use mailgate_core::dispatcher::DispatcherConfig;
 use mailgate_core::message::Limits;
 use mailgate_core::retry::RetryPolicy;
+use mailgate_core::suppression::SoftBouncePolicy;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -28,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "retry",
     "limits",
     "retention",
+    "suppression",
     "log",
 ];
 
@@ -57,6 +59,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// Content retention.
     pub retention: RetentionSection,
+    /// Automatic suppression.
+    pub suppression: SuppressionSection,
     /// Logging.
     pub log: LogSection,
 }
@@ -143,6 +147,16 @@ pub struct LimitsSection {
 pub struct RetentionSection {
     /// Days to keep content after a final state; 0 = forever.
     pub content_days: u64,
+}
+
+/// `[suppression]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionSection {
+    /// Soft bounces of one address that suppress it (0 turns the rule off).
+    pub soft_bounce_count: u32,
+    /// The window those soft bounces are counted in, in days.
+    pub soft_bounce_window_days: u64,
 }
 
 /// `[log]`.
@@ -240,6 +254,14 @@ impl Config {
             max_attachment_bytes: self.limits.max_attachment_bytes,
             max_attachments: self.limits.max_attachments,
             ..Limits::default()
+        }
+    }
+
+    /// The soft-bounce suppression rule.
+    pub fn soft_bounces(&self) -> SoftBouncePolicy {
+        SoftBouncePolicy {
+            count: self.suppression.soft_bounce_count,
+            window: Duration::from_secs(self.suppression.soft_bounce_window_days * 24 * 3600),
         }
     }
 

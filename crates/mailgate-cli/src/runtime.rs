@@ -8,9 +8,11 @@ use mailgate_core::dispatcher::Dispatcher;
 use mailgate_core::feeds::{FeedConfig, FeedWorker};
 use mailgate_core::reputation::ReputationGate;
 use mailgate_core::send::SendService;
+use mailgate_core::suppression::IngestService;
 use mailgate_core::{Clock, SystemClock};
 use mailgate_providers::outbound::HttpWebhookSink;
-use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry};
+
+use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry, WebhookVerifier};
 use mailgate_server::{AppState, ServerConfig};
 use mailgate_store::{Database, StoreOptions};
 use secrecy::ExposeSecret;
@@ -120,6 +122,13 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
             wake,
         );
         let state = AppState {
+            ingest: IngestService::new(
+                storage.clone(),
+                storage.clone(),
+                clock.clone(),
+                config.soft_bounces(),
+            ),
+            webhooks: Arc::new(WebhookVerifier::new(clock.clone())),
             storage: storage.clone(),
             send,
             clock: clock.clone(),

@@ -107,16 +107,13 @@ impl Default for SoftBouncePolicy {
     }
 }
 
-/// The backing store the ingest service needs.
-pub trait IngestStore: InboundStore + SuppressionStore {}
-impl<T: InboundStore + SuppressionStore + ?Sized> IngestStore for T {}
-
 /// Records authenticated provider events: deduplicates, matches them to messages, moves message
 /// statuses forward, and suppresses addresses after hard bounces, complaints and repeated soft
 /// bounces. Events that match no message are recorded without one.
 #[derive(Clone)]
 pub struct IngestService {
-    store: Arc<dyn IngestStore>,
+    store: Arc<dyn InboundStore>,
+    suppressions: Arc<dyn SuppressionStore>,
     clock: Arc<dyn Clock>,
     policy: SoftBouncePolicy,
 }
@@ -124,12 +121,14 @@ pub struct IngestService {
 impl IngestService {
     /// An ingest service with the given soft-bounce rule.
     pub fn new(
-        store: Arc<dyn IngestStore>,
+        store: Arc<dyn InboundStore>,
+        suppressions: Arc<dyn SuppressionStore>,
         clock: Arc<dyn Clock>,
         policy: SoftBouncePolicy,
     ) -> Self {
         Self {
             store,
+            suppressions,
             clock,
             policy,
         }
@@ -236,7 +235,11 @@ impl IngestService {
                 created_at: now,
                 expires_at: None,
             };
-            if self.store.add_suppression(&suppression, false).await? {
+            if self
+                .suppressions
+                .add_suppression(&suppression, false)
+                .await?
+            {
                 summary.suppressed += 1;
                 tracing::info!(reason = reason.as_str(), event.id = %new_event.id, "address suppressed");
             }

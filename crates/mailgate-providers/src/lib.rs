@@ -18,9 +18,11 @@ pub mod secrets;
 pub mod sendgrid;
 pub mod ses;
 pub mod smtp;
+pub mod webhook;
 
 pub use capture::CaptureProvider;
 pub use config::{BuildContext, ConfigError, ProviderConfig};
 pub use dsn::Dsn;
 pub use registry::{ProviderRegistry, ProviderSource, ProviderView, RegistryError};
 pub use secrets::{SecretError, SecretKey};
+pub use webhook::{WebhookError, WebhookOutcome, WebhookRequest, WebhookVerifier};

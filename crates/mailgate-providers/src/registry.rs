@@ -177,6 +177,21 @@ impl ProviderRegistry {
         Ok(provider.verify().await)
     }
 
+    /// An environment's provider configuration, decrypted (the default when none is stored);
+    /// for webhook verification only — never show or log it.
+    pub async fn config(&self, env: &EnvironmentId) -> Result<ProviderConfig, RegistryError> {
+        let Some(stored) = self
+            .store
+            .get_provider_config(env, ENVIRONMENT_SCOPE)
+            .await?
+        else {
+            return Ok(self.default_config.clone());
+        };
+        let plaintext = self.key.open(&stored.sealed, &owner(env, &stored.scope))?;
+        let value: Value = serde_json::from_slice(&plaintext).map_err(|_| SecretError::Corrupt)?;
+        Ok(ProviderConfig::from_json(value)?)
+    }
+
     /// Re-encrypts every stored configuration from `old` to this registry's key; returns how many.
     pub async fn reseal_all(
         store: &dyn ProviderConfigStore,

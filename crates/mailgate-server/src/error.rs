@@ -20,6 +20,7 @@ pub struct ApiError {
     code: &'static str,
     message: Cow<'static, str>,
     field: Option<String>,
+    details: Option<serde_json::Value>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -35,8 +36,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            details: None,
             source: None,
         }
+    }
+
+    /// The same error with machine-readable details (e.g. a suppression's reason and date).
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     /// The same error, naming the offending field.
@@ -121,6 +129,7 @@ impl ApiError {
             code: err.code,
             message: err.message.into(),
             field: Some(err.field),
+            details: None,
             source: None,
         }
     }
@@ -209,6 +218,20 @@ impl From<SendServiceError> for ApiError {
                 "this Idempotency-Key was already used with a different request",
             )
             .with_field("Idempotency-Key"),
+            SendServiceError::Suppressed { field, suppression } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "recipient_suppressed",
+                format!(
+                    "{field} is on this environment's suppression list (reason: {}, since {}); remove it with DELETE /v1/environments/{{env}}/suppressions/{{address}} to send again",
+                    suppression.reason.as_str(),
+                    suppression.created_at.to_rfc3339()
+                ),
+            )
+            .with_field(field)
+            .with_details(serde_json::json!({
+                "reason": suppression.reason,
+                "suppressed_at": suppression.created_at.to_rfc3339(),
+            })),
             SendServiceError::Store(e) => Self::store(e),
         }
     }
@@ -224,6 +247,8 @@ struct Inner<'a> {
     code: &'a str,
     message: &'a str,
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 /// Formats an error's cause chain for the log, outermost first.
@@ -248,6 +273,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                details: self.details.as_ref(),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
+use mailgate_core::suppression::IngestService;
 use mailgate_core::Clock;
-use mailgate_providers::ProviderRegistry;
+use mailgate_providers::{ProviderRegistry, WebhookVerifier};
 
 /// How the HTTP server behaves; the binary fills it from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,4 +41,8 @@ pub struct AppState {
     pub providers: Arc<ProviderRegistry>,
     /// The server's configuration.
     pub config: Arc<ServerConfig>,
+    /// Records provider events (deduplication, matching, status, suppression).
+    pub ingest: IngestService,
+    /// Authenticates and parses provider webhooks.
+    pub webhooks: Arc<WebhookVerifier>,
 }

@@ -18,8 +18,11 @@ use mailgate_core::reputation::ReputationGate;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
+use mailgate_core::suppression::{IngestService, SoftBouncePolicy};
 use mailgate_core::{ApiKeyId, Clock, SystemClock};
-use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry, SecretKey};
+use mailgate_providers::{
+    BuildContext, ProviderConfig, ProviderRegistry, SecretKey, WebhookVerifier,
+};
 use mailgate_server::{AppState, ServerConfig};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -66,6 +69,7 @@ pub struct TestAppBuilder {
     clock: Arc<dyn Clock>,
     dispatcher: Option<DispatcherSpec>,
     feeds: Option<(FeedConfig, usize)>,
+    soft_bounces: SoftBouncePolicy,
 }
 
 impl Default for TestAppBuilder {
@@ -77,6 +81,7 @@ impl Default for TestAppBuilder {
             clock: Arc::new(SystemClock),
             dispatcher: None,
             feeds: None,
+            soft_bounces: SoftBouncePolicy::default(),
         }
     }
 }
@@ -103,6 +108,12 @@ impl TestAppBuilder {
     /// The retry policy of the send service (its `max_attempts`) when no dispatcher is given.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// The soft-bounce suppression rule of the webhook ingestion.
+    pub fn soft_bounces(mut self, policy: SoftBouncePolicy) -> Self {
+        self.soft_bounces = policy;
         self
     }
 
@@ -206,6 +217,13 @@ impl TestAppBuilder {
             .expect("provider registry"),
         );
         let state = AppState {
+            ingest: IngestService::new(
+                storage.clone(),
+                storage.clone(),
+                Arc::clone(&self.clock),
+                self.soft_bounces,
+            ),
+            webhooks: Arc::new(WebhookVerifier::new(Arc::clone(&self.clock))),
             storage: Arc::clone(&storage),
             send,
             clock: Arc::clone(&self.clock),

@@ -55,8 +55,12 @@ pub(crate) fn build_form(message: &ClaimedMessage) -> Result<Form, SendError> {
     for tag in &message.tags {
         form.text("o:tag", tag.clone());
     }
+    // mailgate's id first, so that webhook events match without Mailgun's id.
+    form.text("v:mailgate_message_id", message.id.to_string());
     for (key, value) in &message.metadata {
-        form.text(format!("v:{key}"), value.clone());
+        if key != "mailgate_message_id" {
+            form.text(format!("v:{key}"), value.clone());
+        }
     }
     // mailgate's effective tracking is explicit, so a domain default cannot turn it on for a
     // sign-in link; `provider_options` may still override it.

@@ -16,6 +16,7 @@ mod classify;
 mod client;
 mod form;
 mod mapping;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;

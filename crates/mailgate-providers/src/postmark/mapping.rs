@@ -68,9 +68,10 @@ pub(crate) fn build_request(
     if let Some(tag) = message.tags.first() {
         body.insert("Tag".into(), tag.clone().into());
     }
-    if !message.metadata.is_empty() {
-        body.insert("Metadata".into(), json!(message.metadata));
-    }
+    // mailgate's id rides in Metadata so that webhook events match without Postmark's id.
+    let mut metadata = json!(message.metadata);
+    metadata["mailgate_message_id"] = message.id.to_string().into();
+    body.insert("Metadata".into(), metadata);
     body.insert("MessageStream".into(), message_stream.into());
     // mailgate's effective tracking is explicit, so a server default cannot turn it on for a
     // sign-in link; `provider_options` may still override it.

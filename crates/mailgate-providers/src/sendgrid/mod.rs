@@ -10,6 +10,7 @@
 mod classify;
 mod client;
 mod mapping;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -46,7 +46,6 @@ fn message() -> ClaimedMessage {
         metadata: BTreeMap::new(),
         provider_options: None,
         idempotency_key: None,
-        delivery: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod classify;
 mod client;
 mod mapping;
 mod rate;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 
@@ -52,6 +53,16 @@ pub struct SesConfig {
     /// The usual sender, checked by `verify` (`noreply@acme.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The SNS topic ARNs (comma-separated) whose notifications the event webhook accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns_topic_arn: Option<String>,
+    /// TESTS ONLY, never in production: SNS certificate and SubscribeURL URLs starting with this
+    /// prefix are trusted in place of the `sns.<region>.amazonaws.com` host rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dangerous_sns_cert_url_prefix: Option<String>,
+    /// TESTS ONLY, never in production: a PEM CA trusted when fetching SNS certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dangerous_sns_ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for SesConfig {
@@ -90,6 +101,9 @@ impl SesConfig {
             endpoint: dsn.take("endpoint"),
             max_send_rate,
             from: dsn.take("from"),
+            sns_topic_arn: dsn.take("sns_topic_arn"),
+            dangerous_sns_cert_url_prefix: dsn.take("dangerous_sns_cert_url_prefix"),
+            dangerous_sns_ca_file: dsn.take("dangerous_sns_ca_file"),
         };
         dsn.finish()?;
         config.validate()?;
@@ -146,6 +160,11 @@ impl SesConfig {
                 return Err(ConfigError::invalid("endpoint", "must be an http(s) URL"));
             }
         }
+        if self.dangerous_sns_cert_url_prefix.is_some() || self.dangerous_sns_ca_file.is_some() {
+            tracing::warn!(
+                "SES webhook: dangerous_sns_* test options are set; never use them in production"
+            );
+        }
         if self.max_send_rate == Some(0) {
             return Err(ConfigError::invalid("max_send_rate", "must be at least 1"));
         }
@@ -168,6 +187,9 @@ impl SesConfig {
             "endpoint": self.endpoint,
             "max_send_rate": self.max_send_rate,
             "from": self.from,
+            "sns_topic_arn": self.sns_topic_arn,
+            "dangerous_sns_cert_url_prefix": self.dangerous_sns_cert_url_prefix,
+            "dangerous_sns_ca_file": self.dangerous_sns_ca_file,
         })
     }
 

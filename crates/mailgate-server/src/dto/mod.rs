@@ -5,6 +5,7 @@ pub mod emails;
 pub mod environments;
 pub mod events;
 pub mod settings;
+pub mod suppressions;
 pub mod templates;
 
 pub use emails::{EmailOut, SendEmailIn, SendEmailOut};

@@ -14,7 +14,9 @@ pub mod keys;
 pub mod notifications;
 pub mod providers;
 pub mod reputation;
+pub mod suppressions;
 pub mod templates;
+pub mod webhooks;
 
 /// Every route, with JSON answers for unknown routes and methods.
 pub fn router() -> Router<AppState> {
@@ -28,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .merge(templates::router())
         .merge(notifications::router())
         .merge(reputation::router())
+        .merge(suppressions::router())
+        .merge(webhooks::router())
         .method_not_allowed_fallback(|| async {
             ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
         })

@@ -1,0 +1,195 @@
+//! Inbound event webhooks: the request as the server received it, the common checks, and the
+//! dispatch to each provider's module, which authenticates the request before parsing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mailgate_core::address::EmailAddress;
+use mailgate_core::inbound::ProviderEvent;
+use mailgate_core::{Clock, Timestamp};
+use subtle::ConstantTimeEq;
+
+use crate::config::ProviderConfig;
+use crate::ses::webhook::SnsCertificates;
+
+/// How far a signed timestamp may be from now (Mailgun, Resend, SendGrid), in seconds.
+pub const TOLERANCE_SECONDS: i64 = 300;
+
+/// A webhook request: header names in lower case, the exact body bytes.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookRequest {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl WebhookRequest {
+    /// A request from its headers (any case) and its raw body.
+    pub fn new(headers: impl IntoIterator<Item = (String, String)>, body: Vec<u8>) -> Self {
+        Self {
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            body,
+        }
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The raw body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// What an authenticated webhook carried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookOutcome {
+    /// Events to record (a batch fans out into several).
+    Events(Vec<ProviderEvent>),
+    /// An SNS subscription was confirmed.
+    SubscriptionConfirmed,
+    /// Authenticated, but nothing to record (e.g. an unsubscribe confirmation).
+    Ignored,
+}
+
+/// Why a webhook was refused. Messages never contain secrets or addresses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// Authentication failed (missing, forged or stale signature, wrong credentials).
+    #[error("webhook authentication failed: {0}")]
+    Unauthorized(String),
+    /// The environment's provider has no webhook credentials, or is another provider.
+    #[error("webhooks are not configured: {0}")]
+    NotConfigured(String),
+    /// Authenticated, but the payload could not be understood.
+    #[error("invalid webhook payload: {0}")]
+    Invalid(String),
+    /// A peer the check depends on (the SNS certificate host) could not be reached.
+    #[error("webhook check could not complete: {0}")]
+    Unavailable(String),
+}
+
+impl WebhookError {
+    /// A stable snake_case code for API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "webhook_unauthorized",
+            Self::NotConfigured(_) => "webhook_not_configured",
+            Self::Invalid(_) => "invalid_webhook",
+            Self::Unavailable(_) => "webhook_peer_unavailable",
+        }
+    }
+}
+
+/// Authenticates and parses provider webhooks; holds what must outlive one request (SNS
+/// certificates, recently seen Mailgun tokens).
+pub struct WebhookVerifier {
+    clock: Arc<dyn Clock>,
+    pub(crate) sns: SnsCertificates,
+    tokens: Mutex<HashMap<String, i64>>,
+}
+
+impl WebhookVerifier {
+    /// A verifier using `clock` for timestamp checks.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            sns: SnsCertificates::default(),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticates `req` against the environment's provider configuration (which must be of
+    /// the provider named in the URL), then parses it into normalized events.
+    pub async fn handle(
+        &self,
+        provider: &str,
+        config: &ProviderConfig,
+        req: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        if config.type_name() != provider {
+            return Err(WebhookError::NotConfigured(format!(
+                "this environment delivers through '{}', not '{provider}'",
+                config.type_name()
+            )));
+        }
+        let now = self.clock.now();
+        match config {
+            ProviderConfig::Ses(c) => crate::ses::webhook::handle(self, c, req, now).await,
+            ProviderConfig::Mailgun(c) => {
+                let (events, token) = crate::mailgun::webhook::handle(c, req, now)?;
+                self.remember_token(&token, now)?;
+                Ok(WebhookOutcome::Events(events))
+            }
+            ProviderConfig::Postmark(c) => crate::postmark::webhook::handle(c, req, now),
+            ProviderConfig::Resend(c) => crate::resend::webhook::handle(c, req, now),
+            ProviderConfig::Sendgrid(c) => crate::sendgrid::webhook::handle(c, req, now),
+            _ => Err(WebhookError::NotConfigured(format!(
+                "'{provider}' sends no event webhooks"
+            ))),
+        }
+    }
+
+    /// Refuses a Mailgun token seen within the tolerance window (a replay). Tokens are kept per
+    /// process; across processes, event-id deduplication makes a replay change nothing.
+    fn remember_token(&self, token: &str, now: Timestamp) -> Result<(), WebhookError> {
+        let mut seen = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let horizon = now.0 - 2 * TOLERANCE_SECONDS * 1000;
+        seen.retain(|_, at| *at > horizon);
+        if seen.insert(token.to_owned(), now.0).is_some() {
+            return Err(WebhookError::Unauthorized("token already used".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Compares two byte strings in constant time (for equal lengths).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Refuses a signed timestamp (Unix seconds) further than the tolerance from `now`.
+pub(crate) fn check_fresh(seconds: &str, now: Timestamp) -> Result<(), WebhookError> {
+    let ts: i64 = seconds
+        .trim()
+        .parse()
+        .map_err(|_| WebhookError::Unauthorized("timestamp is not a number".into()))?;
+    if (now.0 / 1000 - ts).abs() > TOLERANCE_SECONDS {
+        return Err(WebhookError::Unauthorized(
+            "timestamp outside the 5-minute tolerance".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a recipient as providers give it (`ann@example.com` or `Ann <ann@example.com>`).
+pub(crate) fn recipient(s: &str) -> Option<EmailAddress> {
+    let s = s.trim();
+    let inner = match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s,
+    };
+    EmailAddress::parse(inner.trim()).ok()
+}
+
+/// An instant from RFC 3339 text, falling back to `now`.
+pub(crate) fn rfc3339_or(s: Option<&str>, now: Timestamp) -> Timestamp {
+    s.and_then(Timestamp::parse).unwrap_or(now)
+}
+
+/// An instant from (fractional) Unix seconds.
+pub(crate) fn from_seconds(s: f64) -> Timestamp {
+    Timestamp((s * 1000.0) as i64)
+}
+
+/// An invalid-payload error from a JSON error.
+pub(crate) fn invalid(e: impl std::fmt::Display) -> WebhookError {
+    WebhookError::Invalid(e.to_string())
+}
