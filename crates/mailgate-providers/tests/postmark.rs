@@ -27,7 +27,7 @@ fn mailbox(s: &str) -> Mailbox {
 /// A message using every field Postmark maps.
 fn full_message() -> ClaimedMessage {
     ClaimedMessage {
-        id: MessageId::new(),
+        id: MessageId::parse(MESSAGE_ID).unwrap(),
         environment_id: EnvironmentId::new(),
         attempt: 1,
         max_attempts: 3,
@@ -68,6 +68,9 @@ fn full_message() -> ClaimedMessage {
     }
 }
 
+/// The message id of `full_message`, carried in Postmark's Metadata.
+const MESSAGE_ID: &str = "msg_01J9Z3Q7X8Y6V5T4S3R2Q1P0NM";
+
 /// The body Postmark documents for `full_message` (reference/providers.md §3.2).
 fn expected_body() -> Value {
     json!({
@@ -85,7 +88,7 @@ fn expected_body() -> Value {
             {"Name": "logo.png", "Content": "iVBORw==", "ContentType": "image/png", "ContentID": "cid:logo"}
         ],
         "Tag": "receipt",
-        "Metadata": {"order_id": "42"},
+        "Metadata": {"order_id": "42", "mailgate_message_id": MESSAGE_ID},
         "TrackOpens": true,
         "TrackLinks": "HtmlAndText",
         "MessageStream": "outbound"

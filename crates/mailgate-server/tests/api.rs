@@ -12,6 +12,10 @@ mod api {
     mod keys;
     mod notifications;
     mod providers;
+    mod sns;
     pub mod support;
+    mod suppressions;
     mod templates;
+    pub mod webhook_support;
+    mod webhooks;
 }

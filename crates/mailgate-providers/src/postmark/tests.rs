@@ -127,7 +127,8 @@ fn message(options: Option<serde_json::Value>) -> ClaimedMessage {
 
 #[test]
 fn maps_the_minimum_and_quotes_names() {
-    let (path, body) = build_request(&message(None), "outbound").unwrap();
+    let m = message(None);
+    let (path, body) = build_request(&m, "outbound").unwrap();
     assert_eq!(path, EMAIL);
     assert_eq!(
         body,
@@ -137,6 +138,7 @@ fn maps_the_minimum_and_quotes_names() {
             "Subject": "Hi",
             "TextBody": "t",
             "Tag": "first",
+            "Metadata": {"mailgate_message_id": m.id.to_string()},
             "MessageStream": "outbound",
             "TrackOpens": false,
             "TrackLinks": "None",

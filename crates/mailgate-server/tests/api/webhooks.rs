@@ -1,0 +1,323 @@
+//! Signed webhooks of Mailgun, Postmark, Resend and SendGrid through `POST /webhooks/{env}/{provider}`,
+//! signed in the test with the reference vectors' keys (Appendix A) or keys made here.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use mailgate_testkit::app::TestApp;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::webhook_support::{post, scenario, set_provider, About, Hook, Kind};
+
+const MAILGUN_KEY: &str = "key-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+const RESEND_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn json_hook(headers: Vec<(String, String)>, body: &Value) -> Hook {
+    Hook {
+        headers,
+        body: serde_json::to_vec(body).unwrap(),
+    }
+}
+
+fn mailgun_sign(kind: Kind, a: &About, ts: i64) -> Hook {
+    let token = format!("{:0>50}", format!("{}{ts}", a.event_id.replace('-', "")));
+    let sig = hex::encode(hmac(
+        MAILGUN_KEY.as_bytes(),
+        &[ts.to_string().as_bytes(), token.as_bytes()],
+    ));
+    let (event, severity) = match kind {
+        Kind::Delivered => ("delivered", None),
+        Kind::Bounced => ("failed", Some("permanent")),
+        Kind::Complained => ("complained", None),
+    };
+    let mut vars = json!({});
+    if let Some(m) = &a.message_id {
+        vars["mailgate_message_id"] = m.clone().into();
+    }
+    let data = json!({"event": event, "severity": severity, "id": a.event_id, "timestamp": ts as f64 + 0.25,
+        "recipient": a.recipient, "delivery-status": {"code": 550, "message": "5.1.1 user unknown"},
+        "message": {"headers": {"message-id": a.provider_message_id}}, "user-variables": vars});
+    json_hook(
+        vec![],
+        &json!({"signature": {"timestamp": ts.to_string(), "token": token, "signature": sig}, "event-data": data}),
+    )
+}
+
+fn mailgun_forge(h: Hook) -> Hook {
+    let mut v: Value = serde_json::from_slice(&h.body).unwrap();
+    v["event-data"]["event"] = "delivered".into();
+    v["signature"]["signature"] = hex::encode([7u8; 32]).into();
+    json_hook(vec![], &v)
+}
+
+fn mailgun_unsign(h: Hook) -> Hook {
+    let mut v: Value = serde_json::from_slice(&h.body).unwrap();
+    v.as_object_mut().unwrap().remove("signature");
+    json_hook(vec![], &v)
+}
+
+#[tokio::test]
+async fn mailgun_webhooks() {
+    let app = TestApp::spawn().await;
+    let dsn = format!("mailgun+api://key-api@mg.acme.example?webhook_signing_key={MAILGUN_KEY}");
+    set_provider(&app, json!({ "dsn": dsn })).await;
+    scenario(
+        &app,
+        "mailgun",
+        mailgun_sign,
+        mailgun_forge,
+        mailgun_unsign,
+        true,
+    )
+    .await;
+    // A replayed request (same token) is refused even within the tolerance.
+    let a = About {
+        event_id: "replay".into(),
+        message_id: None,
+        provider_message_id: None,
+        recipient: "x@example.net".into(),
+    };
+    let hook = mailgun_sign(Kind::Delivered, &a, super::webhook_support::now_seconds());
+    assert_eq!(post(&app, "mailgun", &hook).await.0, 200);
+    assert_eq!(post(&app, "mailgun", &hook).await.0, 401);
+    app.stop().await;
+}
+
+fn postmark_sign(kind: Kind, a: &About, _ts: i64) -> Hook {
+    let auth = format!("Basic {}", STANDARD.encode("hook:s3cret"));
+    let mut meta = json!({});
+    if let Some(m) = &a.message_id {
+        meta["mailgate_message_id"] = m.clone().into();
+    }
+    let id: u64 = a
+        .event_id
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        >> 2;
+    let body = match kind {
+        Kind::Delivered => {
+            json!({"RecordType": "Delivery", "MessageID": a.provider_message_id, "Recipient": a.recipient,
+            "DeliveredAt": "2026-01-01T00:00:00Z", "Details": a.event_id, "Metadata": meta})
+        }
+        Kind::Bounced => {
+            json!({"RecordType": "Bounce", "ID": id, "Type": "HardBounce", "TypeCode": 1, "MessageID": a.provider_message_id,
+            "Email": a.recipient, "BouncedAt": "2026-01-01T00:00:00Z", "Details": "550 5.1.1 unknown user", "Inactive": true, "Metadata": meta})
+        }
+        Kind::Complained => {
+            json!({"RecordType": "SpamComplaint", "ID": id, "Type": "SpamComplaint", "TypeCode": 100001,
+            "MessageID": a.provider_message_id, "Email": a.recipient, "BouncedAt": "2026-01-01T00:00:00Z", "Metadata": meta})
+        }
+    };
+    json_hook(vec![("Authorization".into(), auth)], &body)
+}
+
+#[tokio::test]
+async fn postmark_webhooks() {
+    let app = TestApp::spawn().await;
+    set_provider(&app, json!({"dsn": "postmark+api://server-token@default?webhook_username=hook&webhook_password=s3cret"})).await;
+    let forge = |h: Hook| Hook {
+        headers: vec![(
+            "Authorization".into(),
+            format!("Basic {}", STANDARD.encode("hook:guess")),
+        )],
+        ..h
+    };
+    let unsign = |h: Hook| Hook {
+        headers: vec![],
+        ..h
+    };
+    // Postmark does not sign, so there is no timestamp to be stale.
+    scenario(&app, "postmark", postmark_sign, forge, unsign, false).await;
+    app.stop().await;
+}
+
+fn resend_sign(kind: Kind, a: &About, ts: i64) -> Hook {
+    let kind = match kind {
+        Kind::Delivered => "email.delivered",
+        Kind::Bounced => "email.bounced",
+        Kind::Complained => "email.complained",
+    };
+    let mut tags = json!({});
+    if let Some(m) = &a.message_id {
+        tags["mailgate_message_id"] = m.clone().into();
+    }
+    let body = json!({"type": kind, "created_at": "2026-01-01T00:00:00.000Z", "data": {"email_id": a.provider_message_id,
+        "to": [a.recipient], "subject": "Code", "tags": tags,
+        "bounce": {"type": "Permanent", "subType": "General", "diagnosticCode": ["smtp; 550 5.1.1 user unknown"]}}});
+    let raw = serde_json::to_vec(&body).unwrap();
+    let key = STANDARD
+        .decode(RESEND_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let svix_id = format!("msg_{}", a.event_id);
+    let sig = STANDARD.encode(hmac(
+        &key,
+        &[
+            svix_id.as_bytes(),
+            b".",
+            ts.to_string().as_bytes(),
+            b".",
+            &raw,
+        ],
+    ));
+    let headers = vec![
+        ("svix-id".into(), svix_id),
+        ("svix-timestamp".into(), ts.to_string()),
+        (
+            "svix-signature".into(),
+            format!("v1,c29tZXRoaW5nIGVsc2U= v1,{sig}"),
+        ),
+    ];
+    Hook { headers, body: raw }
+}
+
+#[tokio::test]
+async fn resend_webhooks() {
+    let app = TestApp::spawn().await;
+    set_provider(
+        &app,
+        json!({"type": "resend", "api_key": "re_test", "webhook_secret": RESEND_SECRET}),
+    )
+    .await;
+    let forge = |mut h: Hook| {
+        h.body = String::from_utf8(h.body)
+            .unwrap()
+            .replace("email.bounced", "email.delivered")
+            .into_bytes();
+        h
+    };
+    let unsign = |mut h: Hook| {
+        h.headers.retain(|(k, _)| k != "svix-signature");
+        h
+    };
+    scenario(&app, "resend", resend_sign, forge, unsign, true).await;
+    app.stop().await;
+}
+
+fn sendgrid_signer(key: &SigningKey) -> impl Fn(Kind, &About, i64) -> Hook + '_ {
+    move |kind, a, ts| {
+        let (event, kind_type) = match kind {
+            Kind::Delivered => ("delivered", None),
+            Kind::Bounced => ("bounce", Some("bounce")),
+            Kind::Complained => ("spamreport", None),
+        };
+        let mut e = json!({"email": a.recipient, "timestamp": ts, "event": event, "type": kind_type,
+            "sg_event_id": a.event_id, "reason": "550 5.1.1 unknown recipient", "status": "5.1.1"});
+        if let Some(p) = &a.provider_message_id {
+            e["sg_message_id"] =
+                format!("{p}.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0").into();
+        }
+        if let Some(m) = &a.message_id {
+            e["mailgate_message_id"] = m.clone().into();
+        }
+        // A batch: the event and an untracked one; the body ends with CR LF like SendGrid's.
+        let mut raw = serde_json::to_vec(&json!([e, {"event": "group_resubscribe", "sg_event_id": format!("{}-x", a.event_id), "timestamp": ts}])).unwrap();
+        raw.extend_from_slice(b"\r\n");
+        let mut signed = ts.to_string().into_bytes();
+        signed.extend_from_slice(&raw);
+        let sig: Signature = key.sign(&signed);
+        let headers = vec![
+            (
+                "X-Twilio-Email-Event-Webhook-Signature".into(),
+                STANDARD.encode(sig.to_der().as_bytes()),
+            ),
+            (
+                "X-Twilio-Email-Event-Webhook-Timestamp".into(),
+                ts.to_string(),
+            ),
+        ];
+        Hook { headers, body: raw }
+    }
+}
+
+#[tokio::test]
+async fn sendgrid_webhooks() {
+    let app = TestApp::spawn().await;
+    let key = SigningKey::random(&mut rand::thread_rng());
+    let public = STANDARD.encode(key.verifying_key().to_public_key_der().unwrap().as_bytes());
+    set_provider(
+        &app,
+        json!({"type": "sendgrid", "api_key": "SG.test", "webhook_public_key": public}),
+    )
+    .await;
+    let other = SigningKey::random(&mut rand::thread_rng());
+    let forge = |h: Hook| {
+        let ts = h.headers[1].1.clone();
+        let mut signed = ts.into_bytes();
+        signed.extend_from_slice(&h.body);
+        let sig: Signature = other.sign(&signed);
+        Hook {
+            headers: vec![
+                h.headers[1].clone(),
+                (
+                    "X-Twilio-Email-Event-Webhook-Signature".into(),
+                    STANDARD.encode(sig.to_der().as_bytes()),
+                ),
+            ],
+            ..h
+        }
+    };
+    let unsign = |h: Hook| Hook {
+        headers: vec![h.headers[1].clone()],
+        ..h
+    };
+    scenario(&app, "sendgrid", sendgrid_signer(&key), forge, unsign, true).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_for_another_provider_or_unconfigured_are_refused() {
+    let app = TestApp::spawn().await;
+    // The default provider (capture) has no webhooks.
+    let (code, out) = post(
+        &app,
+        "mailgun",
+        &Hook {
+            headers: vec![],
+            body: b"{}".to_vec(),
+        },
+    )
+    .await;
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (401, Some("webhook_not_configured"))
+    );
+    // Mailgun without a signing key.
+    set_provider(
+        &app,
+        json!({"dsn": "mailgun+api://key-api@mg.acme.example"}),
+    )
+    .await;
+    let hook = mailgun_sign(
+        Kind::Delivered,
+        &About {
+            event_id: "e".into(),
+            message_id: None,
+            provider_message_id: None,
+            recipient: "a@b.example".into(),
+        },
+        super::webhook_support::now_seconds(),
+    );
+    assert_eq!(post(&app, "mailgun", &hook).await.0, 401);
+    assert_eq!(post(&app, "resend", &hook).await.0, 401);
+    let resp = app
+        .client
+        .post(app.url("/webhooks/nope/mailgun"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    app.stop().await;
+}
