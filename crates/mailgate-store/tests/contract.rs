@@ -60,6 +60,8 @@ contract!(
     templates::settings_roundtrip,
     templates::delivery_options_reach_the_claim,
     templates::final_state_redacts_secrets,
+    inbound::provider_events_dedupe_match_and_advance,
+    inbound::suppressions_crud,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

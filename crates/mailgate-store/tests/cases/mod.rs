@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod events;
+pub mod inbound;
 pub mod messages;
 pub mod queue;
 pub mod templates;
