@@ -53,6 +53,10 @@ enum Command {
     Notifications(client::NotificationsArgs),
     /// Show an environment's reputation (bounce and complaint rates).
     Reputation(client::ReputationArgs),
+    /// An environment's suppression list: list, check, add, remove.
+    Suppressions(client::SuppressionsArgs),
+    /// What happened to mail for one address.
+    Recipients(client::RecipientsArgs),
     /// Manage the key that encrypts provider credentials.
     Secrets(secrets::SecretsArgs),
 }
@@ -114,6 +118,8 @@ async fn main() -> ExitCode {
         Command::Templates(args) => client::templates(args).await,
         Command::Notifications(args) => client::notifications(args).await,
         Command::Reputation(args) => client::reputation(args).await,
+        Command::Suppressions(args) => client::suppressions(args).await,
+        Command::Recipients(args) => client::recipients(args).await,
         Command::Secrets(args) => secrets::run(args).await,
     };
     match result {

@@ -425,3 +425,115 @@ fn rotating_the_secret_key_keeps_provider_credentials_and_notification_secrets_r
     let report = ok(client(d, &url, &admin, &["providers", "verify"]));
     assert!(report.contains("capture provider: OK"), "{report}");
 }
+
+#[test]
+fn the_client_manages_suppressions_and_shows_a_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, admin) = start_server(dir.path());
+    let admin = admin.unwrap();
+    let d = dir.path();
+    let added = ok(client(
+        d,
+        &url,
+        &admin,
+        &["suppressions", "add", "Ann@Example.net", "--note", "asked"],
+    ));
+    assert!(added.starts_with("added: ann@example.net"), "{added}");
+    ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "suppressions",
+            "add",
+            "bo@example.net",
+            "--reason",
+            "complaint",
+        ],
+    ));
+    let list = json(client(
+        d,
+        &url,
+        &admin,
+        &["suppressions", "list", "--reason", "complaint", "--json"],
+    ));
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let check = ok(client(
+        d,
+        &url,
+        &admin,
+        &["suppressions", "check", "ann@example.net"],
+    ));
+    assert!(
+        check.starts_with("suppressed: ann@example.net") && check.contains("manual"),
+        "{check}"
+    );
+    let refused = client(
+        d,
+        &url,
+        &admin,
+        &[
+            "send",
+            "--environment",
+            "default",
+            "--from",
+            "noreply@acme.example",
+            "--to",
+            "ann@example.net",
+            "--subject",
+            "Hi",
+            "--text",
+            "x",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("recipient_suppressed"));
+    let shown = ok(client(
+        d,
+        &url,
+        &admin,
+        &["recipients", "show", "ann@example.net"],
+    ));
+    assert!(
+        shown.starts_with("ann@example.net: SUPPRESSED (manual"),
+        "{shown}"
+    );
+    ok(client(
+        d,
+        &url,
+        &admin,
+        &["suppressions", "remove", "ann@example.net"],
+    ));
+    let check = ok(client(
+        d,
+        &url,
+        &admin,
+        &["suppressions", "check", "ann@example.net"],
+    ));
+    assert!(check.starts_with("not suppressed"), "{check}");
+    ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "send",
+            "--environment",
+            "default",
+            "--from",
+            "noreply@acme.example",
+            "--to",
+            "ann@example.net",
+            "--subject",
+            "Hi",
+            "--text",
+            "x",
+        ],
+    ));
+    let shown = json(client(
+        d,
+        &url,
+        &admin,
+        &["recipients", "show", "ann@example.net", "--json"],
+    ));
+    assert_eq!(shown["messages"].as_array().unwrap().len(), 1);
+}

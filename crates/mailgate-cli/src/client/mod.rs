@@ -5,6 +5,7 @@ mod alerts;
 mod providers;
 mod read;
 mod send;
+mod suppressions;
 mod templates;
 
 use anyhow::{anyhow, bail, Context};
@@ -17,6 +18,7 @@ pub use alerts::{notifications, reputation, NotificationsArgs, ReputationArgs};
 pub use providers::{providers, ProvidersArgs};
 pub use read::{emails, events, EmailsArgs, EventsArgs};
 pub use send::{send, SendArgs};
+pub use suppressions::{recipients, suppressions, RecipientsArgs, SuppressionsArgs};
 pub use templates::{templates, TemplatesArgs};
 
 /// How to reach the server; shared by every client subcommand.
