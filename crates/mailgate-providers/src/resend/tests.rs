@@ -43,6 +43,7 @@ fn message() -> ClaimedMessage {
         metadata: BTreeMap::new(),
         provider_options: None,
         idempotency_key: Some("order/1".into()),
+        delivery: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ fn message() -> ClaimedMessage {
         metadata: BTreeMap::new(),
         provider_options: None,
         idempotency_key: None,
+        delivery: Default::default(),
     }
 }
 
