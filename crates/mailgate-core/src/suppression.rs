@@ -142,7 +142,9 @@ impl IngestService {
         events: &[ProviderEvent],
     ) -> Result<IngestSummary, StoreError> {
         let mut summary = IngestSummary::default();
-        for event in events {
+        // A provider's own "accepted" events add nothing to the worker's `sent` event and would
+        // count the volume twice in reputation; they are acknowledged and skipped.
+        for event in events.iter().filter(|e| e.event_type != EventType::Sent) {
             self.ingest_one(env, event, &mut summary).await?;
         }
         tracing::info!(
