@@ -104,23 +104,24 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
     );
     let workers = tokio::spawn(dispatcher.run(shutdown.clone()));
     // Every process that delivers also runs the feeds; their cursor leases make that safe.
+    let send = SendService::new(
+        storage.clone(),
+        clock.clone(),
+        config.limits(),
+        config.retry(),
+        wake,
+    );
     let feeds = FeedWorker::new(
         storage.clone(),
         Arc::new(sink),
         clock.clone(),
         FeedConfig::default(),
-    );
+    )
+    .with_mailer(send.clone());
     let feeds = tokio::spawn(feeds.run(shutdown.clone()));
 
     if with_api {
         let admin = bootstrap(storage.as_ref(), config.admin_key.as_ref(), clock.now()).await?;
-        let send = SendService::new(
-            storage.clone(),
-            clock.clone(),
-            config.limits(),
-            config.retry(),
-            wake,
-        );
         let state = AppState {
             ingest: IngestService::new(
                 storage.clone(),

@@ -410,8 +410,15 @@ fn rotating_the_secret_key_keeps_provider_credentials_and_notification_secrets_r
             "set",
             "--webhook",
             "https://hooks.example.com/mailgate",
+            "--email",
+            "ops@acme.example",
         ],
     ));
+    let shown = ok(client(d, &url, &admin, &["notifications", "show"]));
+    assert!(
+        shown.contains("ops@acme.example") && shown.contains("https://hooks.example.com/mailgate"),
+        "{shown}"
+    );
     let before = std::fs::read_to_string(d.join("mailgate-data/secret.key")).unwrap();
     common::stop_gracefully(server);
 

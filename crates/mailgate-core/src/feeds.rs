@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use crate::address::Mailbox;
 use crate::event::{Event, EventType};
 use crate::ids::EnvironmentId;
-use crate::notify::{self, Notification, NotificationSettings, SignedTarget};
+use crate::notify::{self, EmailTarget, Notification, NotificationSettings, SignedTarget};
 use crate::reputation;
+use crate::send::{Draft, SendRequest, SendService, SendServiceError};
 use crate::store::{Storage, StoreError};
 use crate::time::{Clock, Timestamp};
 
@@ -211,6 +213,7 @@ pub struct FeedWorker {
     clock: Arc<dyn Clock>,
     config: FeedConfig,
     last_reputation: Mutex<HashMap<EnvironmentId, Instant>>,
+    mailer: Option<SendService>,
 }
 
 impl FeedWorker {
@@ -227,7 +230,15 @@ impl FeedWorker {
             clock,
             config,
             last_reputation: Mutex::new(HashMap::new()),
+            mailer: None,
         }
+    }
+
+    /// Sends email notifications through `send` (the environment's own pipeline). Without it,
+    /// email targets are skipped with a warning.
+    pub fn with_mailer(mut self, send: SendService) -> Self {
+        self.mailer = Some(send);
+        self
     }
 
     /// Polls and delivers until `shutdown` is cancelled.
@@ -385,7 +396,10 @@ impl FeedWorker {
             Ok(None) => return idle(state, now),
             Err(e) => return self.failed(state, state.cursor, e.to_string()),
         };
-        let list: Vec<Event> = events.iter().map(|e| e.event.clone()).collect();
+        let list = match self.without_own_notifications(env, events).await {
+            Ok(list) => list,
+            Err(e) => return self.failed(state, state.cursor, e.to_string()),
+        };
         let mut out = notify::from_events(&name, env, &list);
         let reputation = match self.reputation_change(env, &name, &list, now).await {
             Ok(r) => r,
@@ -470,7 +484,80 @@ impl FeedWorker {
         if let Some(url) = &settings.sealed_slack_url {
             self.sink.post_slack(env, url, &n.text).await?;
         }
+        if let Some(target) = &settings.email {
+            self.email(env, target, n).await?;
+        }
         Ok(())
+    }
+
+    /// The events, without the failures of notification emails themselves: a notification
+    /// email that fails must not notify again (and again).
+    async fn without_own_notifications(
+        &self,
+        env: &EnvironmentId,
+        events: &[FeedEvent],
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            if let (EventType::Failed, Some(id)) = (e.event.event_type, e.event.message_id) {
+                let own = self.storage.get_message(Some(env), &id).await?;
+                if own.is_some_and(|m| m.tags.iter().any(|t| t == notify::NOTIFICATION_TAG)) {
+                    continue;
+                }
+            }
+            out.push(e.event.clone());
+        }
+        Ok(out)
+    }
+
+    /// Queues one notification email through the environment's own pipeline.
+    async fn email(
+        &self,
+        env: &EnvironmentId,
+        target: &EmailTarget,
+        n: &Notification,
+    ) -> Result<(), SinkError> {
+        let Some(mailer) = &self.mailer else {
+            tracing::warn!(environment.id = %env, "an email notification target is set, but this process cannot send email");
+            return Ok(());
+        };
+        let environment = match self.storage.find_environment(&env.to_string()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(SinkError(e.to_string())),
+        };
+        let to = Mailbox::parse(&target.to, "email.to").map_err(|e| SinkError(e.to_string()))?;
+        let from = target
+            .from
+            .as_deref()
+            .map(|f| Mailbox::parse(f, "email.from"))
+            .transpose()
+            .map_err(|e| SinkError(e.to_string()))?;
+        let draft = Draft {
+            from,
+            to: vec![to],
+            subject: Some(format!("[mailgate] {}", n.kind.as_str())),
+            text: Some(format!(
+                "{}\n\n{}\n",
+                n.text,
+                serde_json::to_string_pretty(&n.payload).unwrap_or_default()
+            )),
+            ..Draft::default()
+        };
+        let request = SendRequest {
+            draft,
+            tags: vec![notify::NOTIFICATION_TAG.into()],
+            ..SendRequest::default()
+        };
+        match mailer.send(&environment, request, None).await {
+            Ok(_) => Ok(()),
+            // A refusal (no sender configured, a suppressed address) will not change on retry.
+            Err(SendServiceError::Invalid(e)) => {
+                tracing::warn!(code = e.code, "email notification refused");
+                Ok(())
+            }
+            Err(e) => Err(SinkError(e.to_string())),
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub struct NotificationSettings {
     pub sealed_slack_url: Option<String>,
     /// A URL that receives every event, signed with Standard Webhooks.
     pub stream: Option<SignedTarget>,
+    /// An address that receives failure notifications by email.
+    pub email: Option<EmailTarget>,
     /// When the settings last changed.
     pub updated_at: Timestamp,
 }
@@ -37,8 +39,20 @@ pub struct NotificationSettings {
 impl NotificationSettings {
     /// Whether any failure-notification target is set.
     pub fn has_targets(&self) -> bool {
-        self.webhook.is_some() || self.sealed_slack_url.is_some()
+        self.webhook.is_some() || self.sealed_slack_url.is_some() || self.email.is_some()
     }
+}
+
+/// The tag on notification emails: their own failures never trigger further notifications.
+pub const NOTIFICATION_TAG: &str = "mailgate-notification";
+
+/// Failure notifications by email, sent through the environment's own pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTarget {
+    /// The recipient (checked when set).
+    pub to: String,
+    /// The sender; the environment's default sender when `None`.
+    pub from: Option<String>,
 }
 
 /// Provider error codes that mean the provider refused mailgate's credentials.
@@ -200,6 +214,13 @@ pub fn reputation_changed(
             report.overall.sent,
             if report.paused { "; sending is paused" } else { "" }
         ),
+    }
+}
+
+impl NotificationKind {
+    /// The stable name (`message.failed`, …), as in payloads.
+    pub fn as_str(self) -> &'static str {
+        kind_name(self)
     }
 }
 

@@ -216,6 +216,7 @@ impl TestAppBuilder {
             .await
             .expect("provider registry"),
         );
+        let mailer = send.clone();
         let state = AppState {
             ingest: IngestService::new(
                 storage.clone(),
@@ -275,7 +276,8 @@ impl TestAppBuilder {
                     Arc::new(sink),
                     Arc::clone(&self.clock),
                     config,
-                );
+                )
+                .with_mailer(mailer.clone());
                 tasks.push(tokio::spawn(worker.run(shutdown.clone())));
             }
         }

@@ -33,6 +33,12 @@ enum NotificationsCommand {
         /// A URL receiving every event, signed with Standard Webhooks.
         #[arg(long)]
         event_stream: Option<String>,
+        /// An address receiving failure notifications by email (through this environment).
+        #[arg(long)]
+        email: Option<String>,
+        /// The sender of notification emails (default: the environment's default sender).
+        #[arg(long, requires = "email")]
+        email_from: Option<String>,
         /// Generate new secrets for the webhook and the event stream.
         #[arg(long)]
         rotate_secrets: bool,
@@ -52,6 +58,8 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
             webhook,
             slack,
             event_stream,
+            email,
+            email_from,
             rotate_secrets,
         } => {
             let target = |url: Option<String>| {
@@ -64,6 +72,7 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
                 "webhook": target(webhook),
                 "slack": slack.map_or(Value::Null, |u| json!({"url": u})),
                 "event_stream": target(event_stream),
+                "email": email.map_or(Value::Null, |to| json!({"to": to, "from": email_from})),
             });
             client.call(Method::PUT, &path, Some(&body), &[]).await?
         }
@@ -84,6 +93,7 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
         }
     );
     println!("event stream  {}", text(&b["event_stream"]["url"]));
+    println!("email         {}", text(&b["email"]["to"]));
     for (name, key) in [("notifier", "notifications"), ("stream", "event_stream")] {
         let d = &b["delivery"][key];
         if !d.is_null() {

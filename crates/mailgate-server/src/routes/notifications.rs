@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use mailgate_core::feeds::{FeedKind, FeedState};
-use mailgate_core::notify::{NotificationSettings, SignedTarget};
+use mailgate_core::notify::{EmailTarget, NotificationSettings, SignedTarget};
 use mailgate_core::store::Storage;
-use mailgate_core::{Clock, EnvironmentId};
+use mailgate_core::{Clock, EnvironmentId, Mailbox};
 use mailgate_providers::outbound::{generate_secret, seal_owner};
 use mailgate_providers::ProviderRegistry;
 use serde::Deserialize;
@@ -48,7 +48,15 @@ struct NotificationsIn {
     #[serde(default)]
     event_stream: Option<UrlIn>,
     #[serde(default)]
-    email: Option<Value>,
+    email: Option<EmailIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailIn {
+    to: String,
+    #[serde(default)]
+    from: Option<String>,
 }
 
 fn check_url(url: &str, field: &str) -> Result<(), ApiError> {
@@ -93,7 +101,7 @@ async fn view(
         "environment": env_name,
         "webhook": url(s.and_then(|s| s.webhook.as_ref())),
         "slack": if s.and_then(|s| s.sealed_slack_url.as_ref()).is_some() { json!({"configured": true}) } else { Value::Null },
-        "email": Value::Null,
+        "email": s.and_then(|s| s.email.as_ref()).map_or(Value::Null, |e| json!({"to": e.to, "from": e.from})),
         "event_stream": url(s.and_then(|s| s.stream.as_ref())),
         "delivery": {
             "notifications": feed(FeedKind::Notify),
@@ -131,14 +139,22 @@ async fn set(
         .required_environment(storage.as_ref(), Some(&env), "env")
         .await?;
     let input: NotificationsIn = json::parse(&body)?;
-    if input.email.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_target",
-            "email notification targets are not supported yet; use a webhook or Slack",
-        )
-        .with_field("email"));
-    }
+    // Checked here; sent through the environment's own pipeline by the feed worker.
+    let email = match input.email {
+        Some(e) => {
+            let to = Mailbox::parse(&e.to, "email.to")?;
+            let from = e
+                .from
+                .as_deref()
+                .map(|f| Mailbox::parse(f, "email.from"))
+                .transpose()?;
+            Some(EmailTarget {
+                to: to.to_string(),
+                from: from.map(|f| f.to_string()),
+            })
+        }
+        None => None,
+    };
     let previous = storage.notification_settings(&env.id).await?;
     let key = registry.secret_key();
     let mut shown = serde_json::Map::new();
@@ -184,6 +200,7 @@ async fn set(
             webhook,
             sealed_slack_url: slack,
             stream,
+            email,
             updated_at: clock.now(),
         })
         .await?;

@@ -429,3 +429,77 @@ async fn critical_reputation_pauses_sending_when_asked() {
     }
     assert!(fake.calls().is_empty(), "nothing reached the provider");
 }
+
+/// An email target receives a notification through the environment's own pipeline; a failing
+/// notification email does not notify again.
+#[tokio::test]
+async fn email_targets_are_notified_through_the_pipeline_without_loops() {
+    let fake = FakeProvider::new();
+    // The application's message fails permanently, then the notification email fails too.
+    fake.script([
+        Scripted::Fail(SendError::permanent(
+            "MessageRejected",
+            "sender not verified",
+        )),
+        Scripted::Fail(SendError::permanent(
+            "MessageRejected",
+            "sender not verified",
+        )),
+    ]);
+    let app = with_fake(&fake).with_feeds(fast_feeds(), 1).spawn().await;
+    let bad = app
+        .put_json(
+            "/v1/environments/default/notifications",
+            &app.admin_key,
+            &json!({"email": {"to": "not an address"}}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let set = body(
+        app.put_json(
+            "/v1/environments/default/notifications",
+            &app.admin_key,
+            &json!({"email": {"to": "ops@acme.example", "from": "mailgate@acme.example"}}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        set["email"],
+        json!({"to": "ops@acme.example", "from": "mailgate@acme.example"})
+    );
+
+    let failed = send(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let notification = loop {
+        if let Some(c) = fake
+            .calls()
+            .into_iter()
+            .find(|c| c.subject.starts_with("[mailgate]"))
+        {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification email: {:?}",
+            fake.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert_eq!(notification.subject, "[mailgate] message.failed");
+    assert_ne!(notification.message_id.to_string(), failed);
+    // The notification email itself failed; that failure must not produce another email.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let emails = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.subject.starts_with("[mailgate]"))
+        .count();
+    assert_eq!(
+        emails,
+        1,
+        "a failing notification email must not notify again: {:?}",
+        fake.calls()
+    );
+}

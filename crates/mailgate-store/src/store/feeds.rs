@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mailgate_core::feeds::{FeedCursor, FeedEvent, FeedKind, FeedState, FeedStore, FeedUpdate};
 use mailgate_core::ids::EnvironmentId;
-use mailgate_core::notify::{NotificationSettings, SignedTarget};
+use mailgate_core::notify::{EmailTarget, NotificationSettings, SignedTarget};
 use mailgate_core::store::StoreError;
 use mailgate_core::Timestamp;
 use sqlx::Row;
@@ -22,6 +22,8 @@ type SettingsRow = (
     Option<String>,
     Option<String>,
     i64,
+    Option<String>,
+    Option<String>,
 );
 
 const FEED_COLUMNS: &str = "environment_id, kind, cursor_tx, cursor_seq, failures, \
@@ -79,7 +81,8 @@ impl FeedStore for SqlStore {
         let row: Option<SettingsRow> = with_pool!(self.pools(), pool => {
             sqlx::query_as(
                 "SELECT environment_id, webhook_url, webhook_secret, slack_url, stream_url, \
-                 stream_secret, updated_at FROM notification_settings WHERE environment_id = $1",
+                 stream_secret, updated_at, email_to, email_from FROM notification_settings \
+                 WHERE environment_id = $1",
             )
             .bind(env.to_string())
             .fetch_optional(pool)
@@ -92,6 +95,7 @@ impl FeedStore for SqlStore {
             sealed_slack_url: r.3,
             stream: target(r.4, r.5),
             updated_at: Timestamp(r.6),
+            email: r.7.map(|to| EmailTarget { to, from: r.8 }),
         }))
     }
 
@@ -103,11 +107,13 @@ impl FeedStore for SqlStore {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO notification_settings (environment_id, webhook_url, webhook_secret, \
-                 slack_url, stream_url, stream_secret, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 slack_url, stream_url, stream_secret, updated_at, email_to, email_from) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (environment_id) DO UPDATE SET webhook_url = excluded.webhook_url, \
                  webhook_secret = excluded.webhook_secret, slack_url = excluded.slack_url, \
                  stream_url = excluded.stream_url, stream_secret = excluded.stream_secret, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, email_to = excluded.email_to, \
+                 email_from = excluded.email_from",
             )
             .bind(&env)
             .bind(s.webhook.as_ref().map(|t| t.url.as_str()))
@@ -116,6 +122,8 @@ impl FeedStore for SqlStore {
             .bind(s.stream.as_ref().map(|t| t.url.as_str()))
             .bind(s.stream.as_ref().map(|t| t.sealed_secret.as_str()))
             .bind(now)
+            .bind(s.email.as_ref().map(|e| e.to.as_str()))
+            .bind(s.email.as_ref().and_then(|e| e.from.as_deref()))
             .execute(&mut *tx)
             .await?;
             let (head_tx, head_seq): (i64, i64) = sqlx::query_as(head).fetch_one(&mut *tx).await?;
