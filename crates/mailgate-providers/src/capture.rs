@@ -33,14 +33,7 @@ impl CaptureConfig {
                 "capture:// takes no host or credentials",
             ));
         }
-        let delay_ms = dsn
-            .take("delay_ms")
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ConfigError::invalid("delay_ms", "must be a whole number of milliseconds")
-                })
-            })
-            .transpose()?;
+        let delay_ms = dsn.take_parsed::<u64>("delay_ms", "a whole number of milliseconds")?;
         dsn.finish()?;
         Ok(Self { delay_ms })
     }

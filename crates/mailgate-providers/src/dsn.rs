@@ -77,6 +77,21 @@ impl Dsn {
         self.options.remove(key)
     }
 
+    /// Removes an option and parses it; `expected` says what a valid value is ("a whole number
+    /// of seconds").
+    pub fn take_parsed<T: std::str::FromStr>(
+        &mut self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.take(key)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| ConfigError::invalid(key, format!("must be {expected}")))
+            })
+            .transpose()
+    }
+
     /// Fails if options remain that the provider did not take: they are typos or unsupported.
     pub fn finish(&self) -> Result<(), ConfigError> {
         match self.options.keys().next() {

@@ -117,14 +117,8 @@ impl MailgunConfig {
             .map(|r| MailgunRegion::parse(&r))
             .transpose()?
             .unwrap_or_default();
-        let timeout_seconds = dsn
-            .take("timeout_seconds")
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ConfigError::invalid("timeout_seconds", "must be a whole number of seconds")
-                })
-            })
-            .transpose()?;
+        let timeout_seconds =
+            dsn.take_parsed::<u64>("timeout_seconds", "a whole number of seconds")?;
         let config = Self {
             api_key,
             domain,

@@ -89,14 +89,8 @@ impl PostmarkConfig {
                 "give the server token as the DSN user: postmark+api://SERVER_TOKEN@default",
             ));
         }
-        let timeout_seconds = dsn
-            .take("timeout_seconds")
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ConfigError::invalid("timeout_seconds", "must be a whole number of seconds")
-                })
-            })
-            .transpose()?;
+        let timeout_seconds =
+            dsn.take_parsed::<u64>("timeout_seconds", "a whole number of seconds")?;
         let config = Self {
             server_token: dsn.user.take().unwrap_or_default(),
             message_stream: dsn.take("message_stream").unwrap_or_else(default_stream),

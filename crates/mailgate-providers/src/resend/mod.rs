@@ -75,7 +75,8 @@ impl ResendConfig {
             api_key: dsn.user.take().unwrap_or_default(),
             endpoint: dsn.take("endpoint"),
             webhook_secret: dsn.take("webhook_secret"),
-            timeout_seconds: parse_timeout(dsn.take("timeout_seconds"))?,
+            timeout_seconds: dsn
+                .take_parsed::<u64>("timeout_seconds", "a whole number of seconds")?,
             from: dsn.take("from"),
         };
         dsn.finish()?;
@@ -148,17 +149,6 @@ impl ResendConfig {
         self.validate()?;
         Ok(Arc::new(ResendProvider::new(self)?))
     }
-}
-
-/// Parses a `timeout_seconds` DSN option.
-fn parse_timeout(value: Option<String>) -> Result<Option<u64>, ConfigError> {
-    value
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ConfigError::invalid("timeout_seconds", "must be a whole number of seconds")
-            })
-        })
-        .transpose()
 }
 
 /// Refuses a timeout outside 1–300 seconds.

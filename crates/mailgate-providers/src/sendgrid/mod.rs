@@ -79,14 +79,8 @@ impl SendgridConfig {
                 "give the API key as the DSN user only: sendgrid+api://API_KEY@default",
             ));
         }
-        let timeout_seconds = dsn
-            .take("timeout_seconds")
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ConfigError::invalid("timeout_seconds", "must be a whole number of seconds")
-                })
-            })
-            .transpose()?;
+        let timeout_seconds =
+            dsn.take_parsed::<u64>("timeout_seconds", "a whole number of seconds")?;
         let config = Self {
             api_key: dsn.user.take().unwrap_or_default(),
             region: dsn.take("region"),

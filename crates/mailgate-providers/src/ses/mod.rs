@@ -80,17 +80,8 @@ impl SesConfig {
                 format!("use 'default' as the host, not '{host}'; override the endpoint with ?endpoint=URL"),
             ));
         }
-        let max_send_rate = dsn
-            .take("max_send_rate")
-            .map(|v| {
-                v.parse::<u32>().map_err(|_| {
-                    ConfigError::invalid(
-                        "max_send_rate",
-                        "must be a whole number of messages per second",
-                    )
-                })
-            })
-            .transpose()?;
+        let max_send_rate =
+            dsn.take_parsed::<u32>("max_send_rate", "a whole number of messages per second")?;
         let config = Self {
             region: dsn.take("region").unwrap_or_default(),
             access_key_id: dsn.user.take(),

@@ -103,13 +103,16 @@ impl SmtpConfig {
         let tls_insecure = take_bool(&mut dsn, "tls_insecure")?;
         let ca_file = dsn.take("ca_file").filter(|s| !s.is_empty());
         let helo = dsn.take("helo").filter(|s| !s.is_empty());
-        let timeout_seconds =
-            take_number(&mut dsn, "timeout_seconds")?.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-        let pool_max = take_number(&mut dsn, "pool_max")?
+        let timeout_seconds = dsn
+            .take_parsed::<u64>("timeout_seconds", "a whole number")?
+            .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+        let pool_max = dsn
+            .take_parsed::<u64>("pool_max", "a whole number")?
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
             .unwrap_or(DEFAULT_POOL_MAX);
-        let pool_idle_seconds =
-            take_number(&mut dsn, "pool_idle_seconds")?.unwrap_or(DEFAULT_POOL_IDLE_SECONDS);
+        let pool_idle_seconds = dsn
+            .take_parsed::<u64>("pool_idle_seconds", "a whole number")?
+            .unwrap_or(DEFAULT_POOL_IDLE_SECONDS);
         let (host, port, tls, username, password, ses_region) = match scheme.as_str() {
             "smtp" | "smtps" => {
                 let host = dsn.host.clone().ok_or_else(|| {
@@ -277,15 +280,6 @@ fn take_bool(dsn: &mut Dsn, key: &str) -> Result<bool, ConfigError> {
         Some("true") | Some("1") | Some("") => Ok(true),
         Some(_) => Err(ConfigError::invalid(key, "must be true or false")),
     }
-}
-
-fn take_number(dsn: &mut Dsn, key: &str) -> Result<Option<u64>, ConfigError> {
-    dsn.take(key)
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ConfigError::invalid(key, "must be a whole number"))
-        })
-        .transpose()
 }
 
 #[cfg(test)]
