@@ -83,6 +83,18 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         "default provider ready"
     );
 
+    // Bootstrap and bind before any worker starts: start-up never waits behind deliveries,
+    // and a port already taken fails at once.
+    let api = if with_api {
+        let admin = bootstrap(storage.as_ref(), config.admin_key.as_ref(), clock.now()).await?;
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        Some((admin, listener))
+    } else {
+        None
+    };
+
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
     let wake = Arc::new(Notify::new());
@@ -120,8 +132,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
     .with_mailer(send.clone());
     let feeds = tokio::spawn(feeds.run(shutdown.clone()));
 
-    if with_api {
-        let admin = bootstrap(storage.as_ref(), config.admin_key.as_ref(), clock.now()).await?;
+    if let Some((admin, listener)) = api {
         let state = AppState {
             ingest: IngestService::new(
                 storage.clone(),
@@ -141,9 +152,6 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
                 ),
             }),
         };
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         if let AdminKey::Generated(secret) = &admin {
             println!(
