@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{EventType, NewEvent};
@@ -104,7 +104,9 @@ impl Dispatcher {
         let this = Arc::new(self);
         let concurrency = this.config.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
-        let (done_tx, done_rx) = mpsc::channel::<Completion>(concurrency * 2);
+        // A delivery keeps its permit until its outcome is committed, so the messages a crash
+        // can deliver twice never exceed `concurrency`.
+        let (done_tx, done_rx) = mpsc::channel::<(Completion, OwnedSemaphorePermit)>(concurrency);
         let completer = tokio::spawn(Arc::clone(&this).complete_loop(done_rx));
         let purger = this
             .config
@@ -162,9 +164,9 @@ impl Dispatcher {
                         return;
                     }
                     let completion = this.deliver(message).await;
-                    // The completer outlives every delivery task, so this only fails at exit.
-                    let _ = done.send(completion).await;
-                    drop(permit);
+                    // The completer outlives every delivery task, so this only fails at exit;
+                    // it releases the permit once the outcome is committed.
+                    let _ = done.send((completion, permit)).await;
                 });
             }
         }
@@ -179,9 +181,14 @@ impl Dispatcher {
         }
     }
 
-    async fn complete_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Completion>) {
-        let mut batch = Vec::with_capacity(COMPLETION_BATCH);
-        while rx.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+    async fn complete_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<(Completion, OwnedSemaphorePermit)>,
+    ) {
+        let mut received = Vec::with_capacity(COMPLETION_BATCH);
+        while rx.recv_many(&mut received, COMPLETION_BATCH).await > 0 {
+            let (batch, permits): (Vec<Completion>, Vec<OwnedSemaphorePermit>) =
+                received.drain(..).unzip();
             let mut delay = Duration::from_millis(50);
             for attempt in 1..=5 {
                 match self.queue.complete(&batch, self.clock.now()).await {
@@ -206,7 +213,7 @@ impl Dispatcher {
                     }
                 }
             }
-            batch.clear();
+            drop(permits);
         }
     }
 

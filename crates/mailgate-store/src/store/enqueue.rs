@@ -110,9 +110,18 @@ const INSERT_RECIPIENT: &str =
 const FIND_IDEMPOTENT: &str =
     "SELECT id, idempotency_fingerprint FROM messages WHERE environment_id = $1 AND idempotency_key = $2";
 
+/// Rows per multi-row statement: 14 parameters a message stays well under every backend's
+/// parameter limit.
+const ROWS_PER_STATEMENT: usize = 64;
+
 /// Stores a batch and the `queued` event of each new message in one transaction. An
 /// idempotency key already used (before or earlier in this batch) stores nothing and yields
 /// `Replayed` or `Conflict`.
+///
+/// Messages without an idempotency key cannot conflict, so they are written with multi-row
+/// statements (messages, then events, then recipients): a statement costs a round trip to the
+/// database (for SQLite, to sqlx's connection thread), and one per row was what capped the
+/// accept rate. Messages with a key go one by one, to learn their outcome.
 pub(crate) async fn write_batch(
     pools: &Pools,
     batch: &[&PreparedMessage],
@@ -120,7 +129,64 @@ pub(crate) async fn write_batch(
     with_writer!(pools, pool => {
         let mut tx = pool.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let plain: Vec<&PreparedMessage> = batch.iter().copied().filter(|p| p.message.idempotency.is_none()).collect();
+        for chunk in plain.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
+                 provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
+                 next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                let m = &p.message;
+                row.push_bind(m.id.to_string())
+                    .push_bind(m.environment_id.to_string())
+                    .push("'queued'")
+                    .push_bind(p.content.clone())
+                    .push_bind(p.tags.clone())
+                    .push_bind(p.metadata.clone())
+                    .push_bind(p.provider_options.clone())
+                    .push("NULL")
+                    .push("NULL")
+                    .push("0")
+                    .push_bind(i64::from(m.max_attempts))
+                    .push_bind(m.created_at.0)
+                    .push_bind(m.created_at.0)
+                    .push_bind(m.created_at.0)
+                    .push_bind(m.delivery.expires_at.map(|t| t.0))
+                    .push_bind(m.delivery.tracking.opens)
+                    .push_bind(m.delivery.tracking.links)
+                    .push_bind(p.secrets.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO events (id, environment_id, message_id, type, created_at, data) ");
+            q.push_values(chunk, |mut row, p| {
+                let e = &p.queued_event;
+                row.push_bind(e.id.to_string())
+                    .push_bind(e.environment_id.to_string())
+                    .push_bind(e.message_id.map(|m| m.to_string()))
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(e.created_at.0)
+                    .push_bind(e.data.to_string());
+            });
+            q.build().execute(&mut *tx).await?;
+            let recipients: Vec<(&PreparedMessage, &String)> =
+                chunk.iter().flat_map(|p| p.recipients.iter().map(move |a| (*p, a))).collect();
+            for rows in recipients.chunks(ROWS_PER_STATEMENT * 4) {
+                let mut q = sqlx::QueryBuilder::new("INSERT INTO message_recipients (message_id, environment_id, address, created_at) ");
+                q.push_values(rows, |mut row, (p, address)| {
+                    row.push_bind(p.message.id.to_string())
+                        .push_bind(p.message.environment_id.to_string())
+                        .push_bind((*address).clone())
+                        .push_bind(p.message.created_at.0);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+        }
         for p in batch {
+            if p.message.idempotency.is_none() {
+                outcomes.push(EnqueueOutcome::Created(p.message.id));
+                continue;
+            }
             let m = &p.message;
             let key = m.idempotency.as_ref().map(|i| i.key.as_str());
             let inserted: Option<String> = sqlx::query_scalar(INSERT_MESSAGE)
