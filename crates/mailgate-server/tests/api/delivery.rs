@@ -1,7 +1,7 @@
 //! The whole pipeline through a real provider client: an environment's SES provider (set over the
 //! API) against wiremock, for what no peer can produce — throttling, then 5xx on every attempt.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
 use mailgate_core::retry::RetryPolicy;
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::support::body;
+use super::support::{body, wait_for_status};
 
 const SEND_PATH: &str = "/v2/email/outbound-emails";
 
@@ -64,25 +64,6 @@ async fn send(app: &TestApp) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = body(
-            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
-            200,
-        )
-        .await;
-        if m["status"] == status {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "message never reached {status}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn event_types(m: &Value) -> Vec<String> {

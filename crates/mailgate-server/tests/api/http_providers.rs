@@ -2,16 +2,16 @@
 //! delivering through the whole pipeline to a wiremock stand-in of each provider, and the
 //! provider's verify report through `POST …/provider/verify`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_testkit::app::TestApp;
-use serde_json::{json, Value};
+use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::support::body;
+use super::support::{body, wait_for_status};
 
 struct Case {
     name: &'static str,
@@ -86,25 +86,6 @@ fn cases() -> Vec<Case> {
             verify: (true, "API key accepted by SendGrid"),
         },
     ]
-}
-
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = body(
-            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
-            200,
-        )
-        .await;
-        if m["status"] == status {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "message never reached {status}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]

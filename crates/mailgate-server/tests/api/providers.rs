@@ -1,14 +1,14 @@
 //! `/v1/environments/{env}/provider`: setting, showing (redacted), removing, verifying and
 //! testing an environment's provider, and delivery through it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_testkit::app::TestApp;
 use serde_json::{json, Value};
 
-use super::support::{body, error, expect};
+use super::support::{body, error, expect, wait_for_status};
 
 const PATH: &str = "/v1/environments/default/provider";
 
@@ -214,25 +214,6 @@ async fn verify_reports_and_test_sends_through_the_environment_provider() {
         error(no_sender).await,
         expect(422, "missing_sender", Some("from"))
     );
-}
-
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = body(
-            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
-            200,
-        )
-        .await;
-        if m["status"] == status {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "message never reached {status}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// An environment configured through the API for SES (moto, signature checking on) delivers

@@ -82,3 +82,27 @@ pub fn email_with(changes: Value) -> Value {
     }
     body
 }
+
+/// Polls `GET /v1/emails/{id}` until the message reaches `status` (20 s at most) and returns it.
+pub async fn wait_for_status(
+    app: &mailgate_testkit::app::TestApp,
+    id: &str,
+    status: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = body(
+            app.get(&format!("/v1/emails/{id}"), &app.admin_key).await,
+            200,
+        )
+        .await;
+        if m["status"] == status {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "message never reached {status}: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
