@@ -12,10 +12,12 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{EventType, NewEvent};
+use crate::limits::LimitStore;
 use crate::message::{ClaimedMessage, MessageStatus};
-use crate::provider::{ProviderResolver, SendError};
+use crate::provider::{Provider, ProviderResolver, SendError, SendReceipt};
 use crate::reputation::{ReputationStore, SendingGate};
 use crate::retry::RetryPolicy;
+use crate::routing::{Circuits, RouteContext, Tried};
 use crate::store::{Completion, QueueStore};
 use crate::time::Clock;
 
@@ -58,6 +60,9 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     wake: Arc<Notify>,
     gate: Option<(Arc<dyn SendingGate>, Arc<dyn ReputationStore>)>,
+    circuits: Circuits,
+    limits: Option<Arc<dyn LimitStore>>,
+    sandbox: Option<Arc<dyn Provider>>,
 }
 
 const COMPLETION_BATCH: usize = 256;
@@ -83,7 +88,29 @@ impl Dispatcher {
             config,
             wake,
             gate: None,
+            circuits: Circuits::default(),
+            limits: None,
+            sandbox: None,
         }
+    }
+
+    /// Keeps the providers' rate limits in `limits` (shared by every process on the database).
+    /// Without it, rate limits are not applied.
+    pub fn with_limits(mut self, limits: Arc<dyn LimitStore>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Where messages held by an environment's sandbox go (the capture provider): they end
+    /// `sandboxed` there instead of reaching the environment's providers.
+    pub fn with_sandbox(mut self, capture: Arc<dyn Provider>) -> Self {
+        self.sandbox = Some(capture);
+        self
+    }
+
+    /// This dispatcher's circuit breakers (for tests and reports).
+    pub fn circuits(&self) -> &Circuits {
+        &self.circuits
     }
 
     /// Holds an environment's messages while `gate` says its sending is paused: they go back to
@@ -282,64 +309,126 @@ impl Dispatcher {
                 "lease_expired",
                 "the worker delivering the last attempt stopped before recording its outcome",
             );
-            return self.failure(&message, None, err);
+            return self.failure(&message, None, &[], err);
         }
-        let provider = match self.providers.resolve(&message.environment_id).await {
-            Ok(p) => p,
-            Err(e) => return self.failure(&message, None, e),
+        if message.delivery.sandboxed {
+            return self.sandboxed(&message).await;
+        }
+        let route = match self
+            .providers
+            .route(
+                &message.environment_id,
+                message.delivery.organization.as_ref(),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return self.failure(&message, None, &[], e),
         };
-        let name = provider.name().to_owned();
-        let result =
-            match tokio::time::timeout(self.config.send_timeout, provider.send(&message)).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::retryable(
-                    "timeout",
-                    format!(
-                        "the provider did not answer within {} s",
-                        self.config.send_timeout.as_secs()
-                    ),
-                )),
-            };
-        match result {
+        let ctx = RouteContext {
+            circuits: &self.circuits,
+            limits: self.limits.as_deref(),
+            clock: self.clock.as_ref(),
+            send_timeout: self.config.send_timeout,
+            max_rate_wait: self.config.lease / 4,
+        };
+        let outcome = route.deliver(&message, &ctx).await;
+        match outcome.result {
             Ok(receipt) => {
-                let now = self.clock.now();
-                let data = json!({
-                    "attempt": message.attempt,
-                    "provider": name,
-                    "provider_message_id": receipt.provider_message_id,
-                });
-                let mut events = vec![NewEvent::for_message(
-                    message.environment_id,
-                    message.id,
-                    EventType::Sent,
-                    now,
-                    data.clone(),
-                )];
-                let status = if receipt.final_delivery {
-                    events.push(NewEvent::for_message(
-                        message.environment_id,
-                        message.id,
-                        EventType::Delivered,
-                        now,
-                        data,
-                    ));
-                    MessageStatus::Delivered
-                } else {
-                    MessageStatus::Sent
-                };
-                tracing::debug!(provider = %name, status = %status, "attempt succeeded");
-                Completion {
-                    message_id: message.id,
-                    lease_token: message.lease_token,
-                    status,
-                    next_attempt_at: None,
-                    provider: Some(name),
-                    provider_message_id: receipt.provider_message_id,
-                    last_error: None,
-                    events,
-                }
+                let handled = outcome.handled_by.expect("a receipt comes from a provider");
+                self.success(&message, handled, &outcome.tried, receipt)
             }
-            Err(err) => self.failure(&message, Some(name), err),
+            Err(err) => self.failure(&message, outcome.handled_by, &outcome.tried, err),
+        }
+    }
+
+    fn success(
+        &self,
+        message: &ClaimedMessage,
+        (name, label): (String, String),
+        tried: &[Tried],
+        receipt: SendReceipt,
+    ) -> Completion {
+        let now = self.clock.now();
+        let mut data = json!({
+            "attempt": message.attempt,
+            "provider": name,
+            "route": label,
+            "provider_message_id": receipt.provider_message_id,
+        });
+        if !tried.is_empty() {
+            data["failovers"] = json!(tried);
+        }
+        let mut events = vec![NewEvent::for_message(
+            message.environment_id,
+            message.id,
+            EventType::Sent,
+            now,
+            data.clone(),
+        )];
+        let status = if receipt.final_delivery {
+            events.push(NewEvent::for_message(
+                message.environment_id,
+                message.id,
+                EventType::Delivered,
+                now,
+                data,
+            ));
+            MessageStatus::Delivered
+        } else {
+            MessageStatus::Sent
+        };
+        tracing::debug!(provider = %name, route = %label, failovers = tried.len(), status = %status, "attempt succeeded");
+        Completion {
+            message_id: message.id,
+            lease_token: message.lease_token.clone(),
+            status,
+            next_attempt_at: None,
+            provider: Some(name),
+            provider_message_id: receipt.provider_message_id,
+            last_error: None,
+            events,
+        }
+    }
+
+    /// A message held by its environment's sandbox: captured, never given to a provider.
+    async fn sandboxed(&self, message: &ClaimedMessage) -> Completion {
+        let captured = match &self.sandbox {
+            Some(capture) => match capture.send(message).await {
+                Ok(r) => Some((capture.name().to_owned(), r)),
+                Err(e) => {
+                    // Capturing is local; a failure is the store's, and worth a retry.
+                    let provider = Some((capture.name().to_owned(), "sandbox".to_owned()));
+                    return self.failure(message, provider, &[], e);
+                }
+            },
+            None => None,
+        };
+        let now = self.clock.now();
+        tracing::info!(
+            status = "sandboxed",
+            "message held by the environment's sandbox"
+        );
+        let provider = captured.as_ref().map(|(n, _)| n.clone());
+        Completion {
+            message_id: message.id,
+            lease_token: message.lease_token.clone(),
+            status: MessageStatus::Sandboxed,
+            next_attempt_at: None,
+            provider: provider.clone(),
+            provider_message_id: captured.and_then(|(_, r)| r.provider_message_id),
+            last_error: None,
+            events: vec![NewEvent::for_message(
+                message.environment_id,
+                message.id,
+                EventType::Sandboxed,
+                now,
+                json!({
+                    "attempt": message.attempt,
+                    "provider": provider,
+                    "reason": "the environment's sandbox is on and a recipient is not on its allow list; the message was captured instead",
+                }),
+            )],
         }
     }
 
@@ -379,9 +468,14 @@ impl Dispatcher {
     fn failure(
         &self,
         message: &ClaimedMessage,
-        provider: Option<String>,
+        handled_by: Option<(String, String)>,
+        tried: &[Tried],
         err: SendError,
     ) -> Completion {
+        let (provider, route) = match handled_by {
+            Some((p, r)) => (Some(p), Some(r)),
+            None => (None, None),
+        };
         let now = self.clock.now();
         let reason = err.to_string();
         let (status, next, event) = match &err {
@@ -393,20 +487,24 @@ impl Dispatcher {
                 }
                 (MessageStatus::Queued, Some(next), EventType::Deferred)
             }
-            SendError::Retryable { .. } | SendError::Permanent { .. } => {
-                (MessageStatus::Failed, None, EventType::Failed)
-            }
+            SendError::Retryable { .. }
+            | SendError::Permanent { .. }
+            | SendError::Unusable { .. } => (MessageStatus::Failed, None, EventType::Failed),
         };
         tracing::info!(code = err.code(), retryable = err.is_retryable(), status = %status, "attempt failed");
-        let data = json!({
+        let mut data = json!({
             "attempt": message.attempt,
             "max_attempts": message.max_attempts,
             "provider": provider,
+            "route": route,
             "code": err.code(),
             "retryable": err.is_retryable(),
             "reason": reason,
             "next_attempt_at": next.map(|t| t.to_rfc3339()),
         });
+        if !tried.is_empty() {
+            data["failovers"] = json!(tried);
+        }
         Completion {
             message_id: message.id,
             lease_token: message.lease_token.clone(),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::address::Mailbox;
+use crate::environment::OrganizationName;
 use crate::ids::{EnvironmentId, MessageId};
 use crate::settings::Tracking;
 use crate::time::Timestamp;
@@ -342,12 +343,17 @@ pub struct NewMessage {
 }
 
 /// How a message is to be delivered, beyond its content: what providers and the dispatcher read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// After this instant the message is never delivered: it ends `expired`.
     pub expires_at: Option<Timestamp>,
     /// The effective open and click tracking (providers map it to their own options).
     pub tracking: Tracking,
+    /// The organization the message is for: its provider chain is used where one is set, and
+    /// SES may receive it as `TenantName`.
+    pub organization: Option<OrganizationName>,
+    /// Held by the environment's sandbox: captured, never handed to a provider, ends `sandboxed`.
+    pub sandboxed: bool,
 }
 
 /// The template a message was rendered from.

@@ -401,6 +401,7 @@ pub trait Storage:
     + crate::reputation::ReputationStore
     + InboundStore
     + SuppressionStore
+    + crate::limits::LimitStore
     + HealthCheck
 {
 }
@@ -419,6 +420,7 @@ impl<T> Storage for T where
         + crate::reputation::ReputationStore
         + InboundStore
         + SuppressionStore
+        + crate::limits::LimitStore
         + HealthCheck
 {
 }

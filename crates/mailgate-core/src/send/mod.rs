@@ -5,19 +5,21 @@
 mod request;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use crate::environment::Environment;
+use crate::address::Mailbox;
+use crate::environment::{Environment, OrganizationName};
 use crate::ids::MessageId;
 use crate::message::{
     Content, Delivery, EnqueueOutcome, Idempotency, Limits, NewMessage, TemplateChoice,
 };
 use crate::redact::secret_values;
 use crate::retry::RetryPolicy;
-use crate::settings::{EnvironmentSettings, Tracking};
+use crate::settings::{EnvironmentSettings, RecipientRateLimit, Tracking};
 use crate::store::{Storage, StoreError};
 use crate::suppression::Suppression;
 use crate::template::{resolve, Rendered, Resolved};
@@ -78,6 +80,15 @@ pub enum SendServiceError {
         field: String,
         /// The suppression (reason and date).
         suppression: Box<Suppression>,
+    },
+    /// A recipient got as many messages as the environment's per-recipient cap allows in its
+    /// window; nothing was accepted.
+    #[error("recipient {field} has reached the environment's message limit")]
+    RecipientRateLimited {
+        /// The recipient's field (`to[0]`, …).
+        field: String,
+        /// When a message to it will be accepted again.
+        retry_after: Duration,
     },
     /// The store failed; nothing was accepted.
     #[error(transparent)]
@@ -150,6 +161,13 @@ impl SendService {
         let expires_at = expiry(request.expiry, now)?;
         let (track_opens, track_links) = (request.track_opens, request.track_links);
         let (tags, metadata) = (request.tags.clone(), request.metadata.clone());
+        let organization = request.organization.clone();
+        let mut request = request;
+        if request.draft.from.is_none() {
+            if let Some(org) = &organization {
+                request.draft.from = self.organization_sender(env, org).await?;
+            }
+        }
         let p = self.prepare(env, &settings, request).await?;
         request::check(
             &p.content,
@@ -169,6 +187,15 @@ impl SendService {
             links: track_links.unwrap_or(default.links),
         };
         self.check_suppressed(env, &p.content, now).await?;
+        if let Some(limit) = &settings.recipient_rate_limit {
+            let usage = limit
+                .per_usage
+                .then(|| p.template.as_ref().map_or("", |t| t.requested.as_str()));
+            self.check_recipient_rate(env, &p.content, limit, usage, now)
+                .await?;
+        }
+        let addresses: Vec<String> = recipients(&p.content).map(|(_, a)| a).collect();
+        let sandboxed = settings.sandbox.holds(addresses.iter().map(String::as_str));
         let mut warnings = Vec::new();
         if p.auth && (tracking.opens || tracking.links) {
             warnings.push(tracking_warning(p.magic_link, tracking));
@@ -186,6 +213,8 @@ impl SendService {
             delivery: Delivery {
                 expires_at,
                 tracking,
+                organization,
+                sandboxed,
             },
             secrets: secret_values(&p.data, &settings.secret_fields),
             template: p.template,
@@ -210,18 +239,7 @@ impl SendService {
         content: &Content,
         now: Timestamp,
     ) -> Result<(), SendServiceError> {
-        let fields: Vec<(String, String)> = [
-            ("to", &content.to),
-            ("cc", &content.cc),
-            ("bcc", &content.bcc),
-        ]
-        .into_iter()
-        .flat_map(|(name, list)| {
-            list.iter()
-                .enumerate()
-                .map(move |(i, m)| (format!("{name}[{i}]"), m.email.normalized()))
-        })
-        .collect();
+        let fields: Vec<(String, String)> = recipients(content).collect();
         let addresses: Vec<String> = fields.iter().map(|(_, a)| a.clone()).collect();
         let found = self
             .store
@@ -237,6 +255,55 @@ impl SendService {
             }
         }
         Ok(())
+    }
+
+    /// Refuses the send if a recipient already got `limit.max` messages in the window (of this
+    /// usage type when `usage` is given); the error says when it will be accepted again.
+    async fn check_recipient_rate(
+        &self,
+        env: &Environment,
+        content: &Content,
+        limit: &RecipientRateLimit,
+        usage: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), SendServiceError> {
+        let window = Duration::from_secs(u64::from(limit.window_seconds));
+        let since = now.minus(window);
+        for (field, address) in recipients(content) {
+            let recent = self
+                .store
+                .recent_sends_to(&env.id, &address, usage, since, limit.max)
+                .await?;
+            if recent.len() >= limit.max as usize {
+                // Accepted again once the oldest of the newest `max` leaves the window.
+                let oldest = recent.iter().min().copied().unwrap_or(now);
+                let free_at = oldest.plus(window);
+                let retry_after =
+                    Duration::from_millis(u64::try_from(free_at.0 - now.0).unwrap_or(0).max(1000));
+                tracing::info!(field = %field, "send refused: recipient rate limit");
+                return Err(SendServiceError::RecipientRateLimited { field, retry_after });
+            }
+        }
+        Ok(())
+    }
+
+    /// The sender set for an organization (`from` of its provider configuration), if any.
+    async fn organization_sender(
+        &self,
+        env: &Environment,
+        org: &OrganizationName,
+    ) -> Result<Option<Mailbox>, SendServiceError> {
+        let Some(config) = self
+            .store
+            .get_provider_config(&env.id, org.as_str())
+            .await?
+        else {
+            return Ok(None);
+        };
+        match config.redacted.get("from").and_then(Value::as_str) {
+            Some(from) => Ok(Some(Mailbox::parse(from, "organization.from")?)),
+            None => Ok(None),
+        }
     }
 
     /// Resolves and renders the template (if any) and composes the content.
@@ -295,6 +362,21 @@ impl SendService {
         )
         .await
     }
+}
+
+/// Every recipient (to, cc, bcc) with its field name and normalized address.
+fn recipients(content: &Content) -> impl Iterator<Item = (String, String)> + '_ {
+    [
+        ("to", &content.to),
+        ("cc", &content.cc),
+        ("bcc", &content.bcc),
+    ]
+    .into_iter()
+    .flat_map(|(name, list)| {
+        list.iter()
+            .enumerate()
+            .map(move |(i, m)| (format!("{name}[{i}]"), m.email.normalized()))
+    })
 }
 
 /// 422 `template_not_found`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::address::Mailbox;
+use crate::environment::OrganizationName;
 use crate::message::{Attachment, Content, Header, Limits};
 use crate::settings::MessageDefaults;
 use crate::template::{split_addresses, Locale, Rendered, UsageType};
@@ -95,6 +96,8 @@ pub struct SendRequest {
     pub track_opens: Option<bool>,
     /// Click tracking, when the caller says.
     pub track_links: Option<bool>,
+    /// The organization the message is for: its provider chain and sender, where set.
+    pub organization: Option<OrganizationName>,
 }
 
 impl SendRequest {
