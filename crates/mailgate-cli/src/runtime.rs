@@ -12,7 +12,8 @@ use mailgate_core::suppression::IngestService;
 use mailgate_core::{Clock, SystemClock};
 use mailgate_providers::outbound::HttpWebhookSink;
 
-use mailgate_providers::{BuildContext, ProviderConfig, ProviderRegistry, WebhookVerifier};
+use mailgate_providers::capture::CaptureConfig;
+use mailgate_providers::{BuildContext, ChainConfig, ProviderRegistry, WebhookVerifier};
 use mailgate_server::{AppState, ServerConfig};
 use mailgate_store::{Database, StoreOptions};
 use secrecy::ExposeSecret;
@@ -58,7 +59,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
     let storage = db.storage();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let provider_config = ProviderConfig::from_dsn(config.provider.default.expose_secret())
+    let provider_config = ChainConfig::from_dsn(config.provider.default.expose_secret())
         .context("provider.default")?;
     let build = BuildContext {
         capture_store: storage.clone(),
@@ -67,6 +68,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
     let (secret_key, _) = crate::secrets::load(&config)?;
     let sink = HttpWebhookSink::new(secret_key.clone(), WEBHOOK_TIMEOUT)
         .context("notification HTTP client")?;
+    let sandbox = CaptureConfig::default().build(&build);
     let registry = Arc::new(
         ProviderRegistry::new(
             storage.clone(),
@@ -79,7 +81,7 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
         .context("provider.default")?,
     );
     tracing::info!(
-        provider = provider_config.type_name(),
+        providers = ?provider_config.type_names(),
         "default provider ready"
     );
 
@@ -113,7 +115,9 @@ pub async fn run(config: Config, with_api: bool) -> anyhow::Result<()> {
             GATE_TTL,
         )),
         storage.clone(),
-    );
+    )
+    .with_limits(storage.clone())
+    .with_sandbox(sandbox);
     let workers = tokio::spawn(dispatcher.run(shutdown.clone()));
     // Every process that delivers also runs the feeds; their cursor leases make that safe.
     let send = SendService::new(

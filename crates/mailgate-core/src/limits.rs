@@ -3,9 +3,11 @@
 //! per-recipient cap.
 //!
 //! GCRA keeps one number per bucket, `tat`: the moment the bucket would be empty again if no
-//! further token were taken. Taking a token moves it by one emission interval; a token is refused
-//! while `tat` lies more than `burst` intervals ahead of now. The arithmetic lives here, so both
-//! backends share it; the store only reads and writes `tat` inside one transaction.
+//! further token were taken. Taking a token moves it by one emission interval. A caller may
+//! reserve a token that becomes free within `max_delay` (it then waits that long before
+//! sending), so waiting callers queue in one transaction each instead of polling; a token further
+//! away is refused. The arithmetic lives here, so both backends share it; the store only reads
+//! and writes `tat` inside one transaction.
 
 use std::time::Duration;
 
@@ -68,37 +70,58 @@ impl RateLimit {
 /// What the GCRA decided for one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gcra {
-    /// The token is taken; store this new `tat` (microseconds since the epoch).
-    Take(i64),
-    /// Refused; a token will be available after this long.
+    /// The token is taken: store this new `tat` (microseconds since the epoch); the caller
+    /// waits `delay` before using it.
+    Take {
+        /// The bucket's new `tat`.
+        tat: i64,
+        /// How long until the reserved token is free (zero: now).
+        delay: Duration,
+    },
+    /// Refused: the next token is further away than the caller would wait.
     Wait(Duration),
 }
 
-/// One GCRA step: `tat` is the stored value (`None` for a new bucket), `now` in microseconds.
-pub fn gcra(tat: Option<i64>, now_micros: i64, limit: &RateLimit) -> Gcra {
+/// One GCRA step: `tat` is the stored value (`None` for a new bucket), `now` in microseconds;
+/// a token free within `max_delay` is reserved.
+pub fn gcra(tat: Option<i64>, now_micros: i64, limit: &RateLimit, max_delay: Duration) -> Gcra {
     let interval = limit.interval_micros();
     let tolerance = interval.saturating_mul(i64::from(limit.burst));
     let tat = tat.unwrap_or(now_micros).max(now_micros);
     let new_tat = tat.saturating_add(interval);
     let allowed_at = new_tat - tolerance;
-    if allowed_at <= now_micros {
-        Gcra::Take(new_tat)
+    let delay = Duration::from_micros(allowed_at.saturating_sub(now_micros).max(0) as u64);
+    if delay <= max_delay {
+        Gcra::Take {
+            tat: new_tat,
+            delay,
+        }
     } else {
-        Gcra::Wait(Duration::from_micros((allowed_at - now_micros) as u64))
+        Gcra::Wait(delay)
     }
+}
+
+/// A token from a shared bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Taken; use it after this delay (zero: at once).
+    Taken(Duration),
+    /// Refused; the next token is this far away.
+    Refused(Duration),
 }
 
 /// The store side of rate limiting.
 #[async_trait]
 pub trait LimitStore: Send + Sync {
-    /// Takes one token from the bucket `key` (shared by every process on the database), applying
-    /// [`gcra`] inside one transaction. `None`: taken; `Some(wait)`: refused, retry after `wait`.
+    /// Takes (or reserves, within `max_delay`) one token from the bucket `key`, shared by every
+    /// process on the database, applying [`gcra`] inside one transaction.
     async fn take_token(
         &self,
         key: &str,
         limit: &RateLimit,
         now: Timestamp,
-    ) -> Result<Option<Duration>, StoreError>;
+        max_delay: Duration,
+    ) -> Result<Grant, StoreError>;
 
     /// When the newest messages to `address` (normalized) in `env` were accepted, newest first,
     /// counting only those accepted at or after `since` and, when `usage` is given, only those
@@ -123,21 +146,27 @@ mod tests {
         let now = 1_000_000_000;
         let mut tat = None;
         for _ in 0..3 {
-            match gcra(tat, now, &limit) {
-                Gcra::Take(t) => tat = Some(t),
+            match gcra(tat, now, &limit, Duration::ZERO) {
+                Gcra::Take { tat: t, delay } => {
+                    assert_eq!(delay, Duration::ZERO);
+                    tat = Some(t);
+                }
                 Gcra::Wait(w) => panic!("refused within the burst, wait {w:?}"),
             }
         }
         assert_eq!(
-            gcra(tat, now, &limit),
+            gcra(tat, now, &limit, Duration::ZERO),
             Gcra::Wait(Duration::from_millis(100))
         );
         // 100 ms later exactly one more token is free.
         let later = now + 100_000;
-        let Gcra::Take(t) = gcra(tat, later, &limit) else {
+        let Gcra::Take { tat: t, .. } = gcra(tat, later, &limit, Duration::ZERO) else {
             panic!("a token should be free after one interval");
         };
-        assert!(matches!(gcra(Some(t), later, &limit), Gcra::Wait(_)));
+        assert!(matches!(
+            gcra(Some(t), later, &limit, Duration::ZERO),
+            Gcra::Wait(_)
+        ));
     }
 
     #[test]
@@ -145,15 +174,37 @@ mod tests {
         let limit = RateLimit::new(2.0, 2).unwrap();
         let long_ago = Some(0);
         let now = 3_600_000_000;
-        let Gcra::Take(t1) = gcra(long_ago, now, &limit) else {
+        let Gcra::Take { tat: t1, .. } = gcra(long_ago, now, &limit, Duration::ZERO) else {
             panic!()
         };
-        let Gcra::Take(t2) = gcra(Some(t1), now, &limit) else {
+        let Gcra::Take { tat: t2, .. } = gcra(Some(t1), now, &limit, Duration::ZERO) else {
             panic!()
         };
         assert_eq!(
-            gcra(Some(t2), now, &limit),
+            gcra(Some(t2), now, &limit, Duration::ZERO),
             Gcra::Wait(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn waiting_callers_reserve_consecutive_slots() {
+        let limit = RateLimit::new(10.0, 1).unwrap();
+        let now = 5_000_000;
+        let mut tat = None;
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            let Gcra::Take { tat: t, delay } = gcra(tat, now, &limit, Duration::from_secs(1))
+            else {
+                panic!("within the caller's wait")
+            };
+            tat = Some(t);
+            delays.push(delay.as_millis());
+        }
+        assert_eq!(delays, [0, 100, 200, 300]);
+        // A slot beyond the caller's patience is refused and not reserved.
+        assert_eq!(
+            gcra(tat, now, &limit, Duration::from_millis(350)),
+            Gcra::Wait(Duration::from_millis(400))
         );
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{LimitStore, RateLimit};
+use crate::limits::{Grant, LimitStore, RateLimit};
 use crate::message::ClaimedMessage;
 use crate::provider::{Provider, SendError, SendReceipt};
 use crate::time::Clock;
@@ -215,6 +215,18 @@ pub struct RouteOutcome {
     pub result: Result<SendReceipt, SendError>,
 }
 
+/// Moves the last provider failure into the list of providers passed over.
+fn flush(tried: &mut Vec<Tried>, last: &mut Option<(String, String, SendError)>) {
+    if let Some((provider, route, e)) = last.take() {
+        tried.push(Tried {
+            route,
+            provider,
+            code: e.code().to_owned(),
+            reason: e.to_string(),
+        });
+    }
+}
+
 /// What walking a route needs from the process.
 pub struct RouteContext<'a> {
     /// This process's circuit breakers.
@@ -243,6 +255,7 @@ impl Route {
                 Admission::Open(until) => {
                     let wait = until.saturating_duration_since(Instant::now());
                     retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+                    flush(&mut tried, &mut last);
                     tried.push(Tried {
                         route: member.label.clone(),
                         provider: name,
@@ -258,6 +271,7 @@ impl Route {
             }
             if let Some(wait) = self.wait_for_token(member, ctx).await {
                 retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+                flush(&mut tried, &mut last);
                 tried.push(Tried {
                     route: member.label.clone(),
                     provider: name,
@@ -283,6 +297,7 @@ impl Route {
             match result {
                 Ok(receipt) => {
                     ctx.circuits.success(&member.key);
+                    flush(&mut tried, &mut last);
                     return RouteOutcome {
                         handled_by: Some((name, member.label.clone())),
                         tried,
@@ -303,27 +318,13 @@ impl Route {
                     if ctx.circuits.failure(&member.key, &self.breaker, hint) {
                         tracing::warn!(route = %member.label, provider = %name, code = e.code(), "provider circuit opened");
                     }
-                    if let Some((n, l, prev)) = last.take() {
-                        tried.push(Tried {
-                            route: l,
-                            provider: n,
-                            code: prev.code().to_owned(),
-                            reason: prev.to_string(),
-                        });
-                    }
+                    flush(&mut tried, &mut last);
                     last = Some((name, member.label.clone(), e));
                 }
                 Err(e) => {
                     // The message's own fault: no other provider would take it.
                     ctx.circuits.success(&member.key);
-                    if let Some((n, l, prev)) = last.take() {
-                        tried.push(Tried {
-                            route: l,
-                            provider: n,
-                            code: prev.code().to_owned(),
-                            reason: prev.to_string(),
-                        });
-                    }
+                    flush(&mut tried, &mut last);
                     return RouteOutcome {
                         handled_by: Some((name, member.label.clone())),
                         tried,
@@ -375,8 +376,9 @@ impl Route {
         }
     }
 
-    /// Waits for a rate-limit token; `Some(wait)` when none comes within `max_rate_wait` (the
-    /// provider is passed over), `None` when the provider may be called.
+    /// Takes a rate-limit token and waits until it is free; `Some(wait)` when the next token is
+    /// further away than `max_rate_wait` (the provider is passed over), `None` when the
+    /// provider may be called.
     async fn wait_for_token(
         &self,
         member: &RouteMember,
@@ -385,21 +387,21 @@ impl Route {
         let (Some(limit), Some(store)) = (member.rate.as_ref(), ctx.limits) else {
             return None;
         };
-        let deadline = Instant::now() + ctx.max_rate_wait;
-        loop {
-            match store.take_token(&member.key, limit, ctx.clock.now()).await {
-                Ok(None) => return None,
-                Ok(Some(wait)) => {
-                    if Instant::now() + wait > deadline {
-                        return Some(wait);
-                    }
-                    tokio::time::sleep(wait).await;
+        match store
+            .take_token(&member.key, limit, ctx.clock.now(), ctx.max_rate_wait)
+            .await
+        {
+            Ok(Grant::Taken(delay)) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
-                Err(e) => {
-                    // Without the shared bucket the limit cannot be kept: pass over for now.
-                    tracing::warn!(error = %e, "rate-limit bucket unavailable");
-                    return Some(Duration::from_secs(1));
-                }
+                None
+            }
+            Ok(Grant::Refused(wait)) => Some(wait),
+            Err(e) => {
+                // Without the shared bucket the limit cannot be kept: pass over for now.
+                tracing::warn!(error = %e, "rate-limit bucket unavailable");
+                Some(Duration::from_secs(1))
             }
         }
     }

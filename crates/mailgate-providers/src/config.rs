@@ -83,7 +83,11 @@ impl std::fmt::Debug for ProviderConfig {
 impl ProviderConfig {
     /// Parses a DSN.
     pub fn from_dsn(s: &str) -> Result<Self, ConfigError> {
-        let dsn = Dsn::parse(s)?;
+        Self::from_parsed_dsn(Dsn::parse(s)?)
+    }
+
+    /// Builds from a parsed DSN (whose chain options the caller may have taken out).
+    pub fn from_parsed_dsn(dsn: Dsn) -> Result<Self, ConfigError> {
         match dsn.scheme.as_str() {
             "capture" => CaptureConfig::from_dsn(dsn).map(Self::Capture),
             "smtp" | "smtps" | "ses+smtp" => SmtpConfig::from_dsn(dsn).map(Self::Smtp),

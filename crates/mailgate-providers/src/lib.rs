@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod chain;
 pub mod config;
 pub mod dsn;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod smtp;
 pub mod webhook;
 
 pub use capture::CaptureProvider;
+pub use chain::{ChainConfig, MemberConfig};
 pub use config::{BuildContext, ConfigError, ProviderConfig};
 pub use dsn::Dsn;
 pub use registry::{ProviderRegistry, ProviderSource, ProviderView, RegistryError};

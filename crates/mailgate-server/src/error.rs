@@ -21,6 +21,7 @@ pub struct ApiError {
     message: Cow<'static, str>,
     field: Option<String>,
     details: Option<serde_json::Value>,
+    retry_after: Option<u64>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -37,6 +38,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             details: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -130,6 +132,7 @@ impl ApiError {
             message: err.message.into(),
             field: Some(err.field),
             details: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -232,6 +235,20 @@ impl From<SendServiceError> for ApiError {
                 "reason": suppression.reason,
                 "suppressed_at": suppression.created_at.to_rfc3339(),
             })),
+            SendServiceError::RecipientRateLimited { field, retry_after } => {
+                let secs = retry_after.as_secs_f64().ceil() as u64;
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "recipient_rate_limited",
+                    format!(
+                        "{field} has received as many messages as this environment allows in its window (recipient_rate_limit); try again in {secs} s"
+                    ),
+                )
+                .with_field(field)
+                .with_details(serde_json::json!({ "retry_after_seconds": secs }));
+                e.retry_after = Some(secs);
+                e
+            }
             SendServiceError::Store(e) => Self::store(e),
         }
     }
@@ -277,6 +294,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

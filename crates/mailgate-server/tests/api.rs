@@ -12,6 +12,7 @@ mod api {
     mod keys;
     mod notifications;
     mod providers;
+    mod routing;
     mod sns;
     pub mod support;
     mod suppressions;

@@ -205,6 +205,10 @@ impl TestAppBuilder {
             clock: Arc::clone(&self.clock),
         };
         let default_provider = ProviderConfig::from_dsn("capture://").expect("capture DSN");
+        let sandbox = default_provider
+            .build(&build)
+            .await
+            .expect("capture provider");
         let providers = Arc::new(
             ProviderRegistry::new(
                 storage.clone(),
@@ -261,7 +265,9 @@ impl TestAppBuilder {
                     Duration::from_millis(50),
                 )),
                 storage.clone(),
-            );
+            )
+            .with_limits(storage.clone())
+            .with_sandbox(sandbox);
             tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
         if let Some((config, workers)) = self.feeds {

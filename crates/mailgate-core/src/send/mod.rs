@@ -287,7 +287,7 @@ impl SendService {
         Ok(())
     }
 
-    /// The sender set for an organization (`from` of its provider configuration), if any.
+    /// The sender set for an organization (`sender` of its provider chain), if any.
     async fn organization_sender(
         &self,
         env: &Environment,
@@ -300,8 +300,8 @@ impl SendService {
         else {
             return Ok(None);
         };
-        match config.redacted.get("from").and_then(Value::as_str) {
-            Some(from) => Ok(Some(Mailbox::parse(from, "organization.from")?)),
+        match config.redacted.get("sender").and_then(Value::as_str) {
+            Some(sender) => Ok(Some(Mailbox::parse(sender, "organization.sender")?)),
             None => Ok(None),
         }
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailgate_core::address::Mailbox;
+use mailgate_core::environment::OrganizationName;
 use mailgate_core::event::Event;
 use mailgate_core::message::{decode_base64, Attachment, Header, MessageRecord, MessageStatus};
 use mailgate_core::send::{Draft, Expiry, SendRequest, TemplateUse, Warning};
@@ -72,6 +73,8 @@ pub struct SendEmailIn {
     pub expires_at: Option<String>,
     /// Seconds after acceptance after which the message is never delivered.
     pub ttl: Option<u64>,
+    /// The organization the message is for: its own provider chain and sender, where set.
+    pub organization: Option<String>,
 }
 
 /// One attachment in a send body.
@@ -212,6 +215,11 @@ impl SendEmailIn {
             expiry,
             track_opens: self.track_opens,
             track_links: self.track_links,
+            organization: self
+                .organization
+                .as_deref()
+                .map(OrganizationName::parse)
+                .transpose()?,
         })
     }
 }

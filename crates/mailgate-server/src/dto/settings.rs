@@ -1,6 +1,6 @@
 //! The body of `PATCH /v1/environments/{env}`: a partial update of the environment's settings.
 
-use mailgate_core::settings::EnvironmentSettings;
+use mailgate_core::settings::{EnvironmentSettings, RecipientRateLimit, Sandbox};
 use mailgate_core::template::Locale;
 use mailgate_core::FieldError;
 use serde::Deserialize;
@@ -25,6 +25,20 @@ pub struct SettingsPatchIn {
     pub tracking: Option<TrackingIn>,
     /// Whether built-in templates fill in for missing ones.
     pub builtin_templates: Option<bool>,
+    /// `{"enabled": bool, "allow": ["ann@example.com", "@example.org"]}`, replacing the stored one.
+    pub sandbox: Option<Sandbox>,
+    /// `{"max": 10, "window_seconds": 600, "per_usage": false}`, or `null` to remove the cap.
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub recipient_rate_limit: Option<Option<RecipientRateLimit>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn explicit_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A partial tracking setting.
@@ -95,6 +109,21 @@ impl SettingsPatchIn {
         }
         if let Some(b) = self.builtin_templates {
             settings.builtin_templates = b;
+        }
+        if let Some(mut sandbox) = self.sandbox {
+            sandbox.allow = sandbox
+                .allow
+                .into_iter()
+                .map(|a| a.trim().to_ascii_lowercase())
+                .collect();
+            sandbox.validate()?;
+            settings.sandbox = sandbox;
+        }
+        if let Some(limit) = self.recipient_rate_limit {
+            if let Some(l) = &limit {
+                l.validate()?;
+            }
+            settings.recipient_rate_limit = limit;
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ async fn receive(
         .find_environment(&env)
         .await?
         .ok_or_else(|| ApiError::not_found("environment"))?;
-    let config = state.providers.config(&env.id).await.map_err(|e| {
+    let configs = state.providers.webhook_configs(&env.id).await.map_err(|e| {
         tracing::error!(environment.id = %env.id, error = %e, "webhook: provider configuration unreadable");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the provider configuration could not be read")
     })?;
@@ -41,10 +41,21 @@ async fn receive(
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))),
         body.to_vec(),
     );
-    let outcome = state
-        .webhooks
-        .handle(&provider, &config, &request)
-        .await
+    // Any provider of the environment's chains (and its organizations') of this type may have
+    // sent it; the first whose credentials authenticate the request takes it.
+    let mut result = Err(WebhookError::NotConfigured(format!(
+        "this environment does not deliver through '{provider}'"
+    )));
+    for config in configs.iter().filter(|c| c.type_name() == provider) {
+        result = state.webhooks.handle(&provider, config, &request).await;
+        if !matches!(
+            result,
+            Err(WebhookError::Unauthorized(_) | WebhookError::NotConfigured(_))
+        ) {
+            break;
+        }
+    }
+    let outcome = result
         .map_err(|e| {
             tracing::warn!(environment.id = %env.id, provider = %provider, code = e.code(), reason = %e, "webhook refused");
             let status = match e {
