@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use mailgate_core::store::{CaptureStore, CapturedMessage};
 use mailgate_core::Clock;
 use serde::{Deserialize, Serialize};
@@ -103,9 +105,9 @@ impl Provider for CaptureProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        Ok(VerifyReport {
-            ok: true,
-            checks: vec!["capture stores messages locally; nothing is sent".into()],
-        })
+        Ok(VerifyReport::from_checks(vec![VerifyCheck::ok(
+            CheckAspect::Connection,
+            "capture stores messages locally; nothing is sent",
+        )]))
     }
 }

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
@@ -92,22 +94,28 @@ impl MailgunProvider {
                 .and_then(Value::as_str)
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
-            report.checks.push(format!(
+            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Ok, format!(
                 "domain {name} is disabled{reason}: Mailgun will not send from it — contact Mailgun support"
-            ));
+            )));
         } else if state.eq_ignore_ascii_case("active") {
-            report
-                .checks
-                .push(format!("domain {name} is active in region {region}"));
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!("domain {name} is active in region {region}"),
+            ));
         } else if state.eq_ignore_ascii_case("unverified") {
             report.ok = false;
-            report
-                .checks
-                .push(format!("domain {name} is unverified: add its DNS records"));
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Failed,
+                format!("domain {name} is unverified: add its DNS records"),
+            ));
         } else {
             report.ok = false;
-            report.checks.push(format!(
-                "domain {name} is in state '{state}', not active — it cannot send yet"
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Failed,
+                format!("domain {name} is in state '{state}', not active — it cannot send yet"),
             ));
         }
         let records = value
@@ -119,17 +127,25 @@ impl MailgunProvider {
             let valid = record.get("valid").and_then(Value::as_str).unwrap_or("");
             if !valid.eq_ignore_ascii_case("valid") {
                 let get = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("?");
-                report.checks.push(format!(
-                    "DNS record {} {} is not valid yet ({})",
-                    get("record_type"),
-                    get("name"),
-                    if valid.is_empty() { "unknown" } else { valid }
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!(
+                        "DNS record {} {} is not valid yet ({})",
+                        get("record_type"),
+                        get("name"),
+                        if valid.is_empty() { "unknown" } else { valid }
+                    ),
                 ));
             }
         }
         if domain.get("type").and_then(Value::as_str) == Some("sandbox") {
-            report.checks.push(format!(
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Quota,
+                CheckStatus::Ok,
+                format!(
                 "domain {name} is a sandbox domain: Mailgun delivers only to authorized recipients"
+            ),
             ));
         }
     }
@@ -191,17 +207,25 @@ impl Provider for MailgunProvider {
         let url = format!("{}/v4/domains/{}", self.base, self.domain);
         let (status, headers, body) = self.call(self.client.get(url)).await?;
         if status.is_success() {
-            report.checks.push(format!(
-                "API key accepted by Mailgun (region {})",
-                self.region.as_str()
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Credentials,
+                CheckStatus::Ok,
+                format!(
+                    "API key accepted by Mailgun (region {})",
+                    self.region.as_str()
+                ),
             ));
             self.describe_domain(&body, &mut report);
             return Ok(report);
         }
         match classify(status, &headers, &body, &self.context()) {
-            SendError::Permanent { message, .. } => {
+            SendError::Permanent { message, .. } | SendError::Unusable { message, .. } => {
                 report.ok = false;
-                report.checks.push(message);
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Failed,
+                    message,
+                ));
                 Ok(report)
             }
             retryable @ SendError::Retryable { .. } => Err(retryable),

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use reqwest::header::{HeaderMap, ACCEPT};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
@@ -90,7 +92,9 @@ impl PostmarkProvider {
             return Ok(Ok(serde_json::from_slice(&body).unwrap_or_default()));
         }
         match classify(status, &headers, &body) {
-            SendError::Permanent { code, message } => Ok(Err(format!("{code}: {message}"))),
+            SendError::Permanent { code, message } | SendError::Unusable { code, message } => {
+                Ok(Err(format!("{code}: {message}")))
+            }
             retryable @ SendError::Retryable { .. } => Err(retryable),
         }
     }
@@ -104,11 +108,11 @@ impl PostmarkProvider {
             Ok(v) => v,
             Err(e) => {
                 report.ok = false;
-                report.checks.push(if e.starts_with("http_401") || e.starts_with("postmark_10:") {
+                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, if e.starts_with("http_401") || e.starts_with("postmark_10:") {
                     "Postmark rejected the account token (account_token must be the account's API token, not a server token)".into()
                 } else {
                     format!("could not list sender signatures: {e}")
-                });
+                }));
                 return Ok(());
             }
         };
@@ -118,7 +122,11 @@ impl PostmarkProvider {
         {
             Ok(v) => v,
             Err(e) => {
-                report.checks.push(format!("could not list domains: {e}"));
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!("could not list domains: {e}"),
+                ));
                 Value::Null
             }
         };
@@ -136,28 +144,36 @@ impl PostmarkProvider {
 
         let Some(from) = &self.from else {
             for s in &senders {
-                report.checks.push(format!(
-                    "sender signature {}: {}",
-                    text(s, "EmailAddress"),
-                    if flag(s, "Confirmed") {
-                        "confirmed"
-                    } else {
-                        "NOT confirmed — confirm it from Postmark's email"
-                    }
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!(
+                        "sender signature {}: {}",
+                        text(s, "EmailAddress"),
+                        if flag(s, "Confirmed") {
+                            "confirmed"
+                        } else {
+                            "NOT confirmed — confirm it from Postmark's email"
+                        }
+                    ),
                 ));
             }
             for d in &domains {
-                report.checks.push(domain_line(
-                    &text(d, "Name"),
-                    flag(d, "DKIMVerified"),
-                    flag(d, "ReturnPathDomainVerified"),
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    domain_line(
+                        &text(d, "Name"),
+                        flag(d, "DKIMVerified"),
+                        flag(d, "ReturnPathDomainVerified"),
+                    ),
                 ));
             }
             let usable = senders.iter().any(|s| flag(s, "Confirmed"))
                 || domains.iter().any(|d| flag(d, "DKIMVerified"));
             if !usable {
                 report.ok = false;
-                report.checks.push("no confirmed sender signature and no DKIM-verified domain: Postmark will refuse every From address".into());
+                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, "no confirmed sender signature and no DKIM-verified domain: Postmark will refuse every From address"));
             }
             return Ok(());
         };
@@ -171,27 +187,33 @@ impl PostmarkProvider {
             .find(|d| text(d, "Name").eq_ignore_ascii_case(domain));
         match (signature, verified_domain) {
             (Some(s), _) if flag(s, "Confirmed") => {
-                report
-                    .checks
-                    .push(format!("sender {address}: sender signature confirmed"));
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!("sender {address}: sender signature confirmed"),
+                ));
             }
             (_, Some(d)) if flag(d, "DKIMVerified") => {
-                report.checks.push(format!(
-                    "sender {address}: {}",
-                    domain_line(domain, true, flag(d, "ReturnPathDomainVerified"))
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!(
+                        "sender {address}: {}",
+                        domain_line(domain, true, flag(d, "ReturnPathDomainVerified"))
+                    ),
                 ));
             }
             (Some(_), _) => {
                 report.ok = false;
-                report.checks.push(format!("sender {address}: its sender signature is not confirmed — confirm it from the email Postmark sent"));
+                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: its sender signature is not confirmed — confirm it from the email Postmark sent")));
             }
             (None, Some(_)) => {
                 report.ok = false;
-                report.checks.push(format!("sender {address}: domain {domain} is in Postmark but its DKIM record is not verified — publish the DKIM TXT record"));
+                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: domain {domain} is in Postmark but its DKIM record is not verified — publish the DKIM TXT record")));
             }
             (None, None) => {
                 report.ok = false;
-                report.checks.push(format!("sender {address}: no sender signature or domain covers it — add one in Postmark"));
+                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: no sender signature or domain covers it — add one in Postmark")));
             }
         }
         Ok(())
@@ -257,15 +279,21 @@ impl Provider for PostmarkProvider {
             .get("/server", SERVER_TOKEN, &self.server_token)
             .await?
         {
-            Ok(server) => report
-                .checks
-                .push(match server.get("Name").and_then(Value::as_str) {
+            Ok(server) => report.checks.push(VerifyCheck::new(
+                CheckAspect::Credentials,
+                CheckStatus::Ok,
+                match server.get("Name").and_then(Value::as_str) {
                     Some(name) => format!("server token accepted (server '{name}')"),
                     None => "server token accepted".into(),
-                }),
+                },
+            )),
             Err(e) => {
                 report.ok = false;
-                report.checks.push(e);
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Failed,
+                    e,
+                ));
                 return Ok(report);
             }
         }
@@ -285,25 +313,30 @@ impl Provider for PostmarkProvider {
                     .unwrap_or("unknown type");
                 if s.get("ArchivedAt").is_some_and(|a| !a.is_null()) {
                     report.ok = false;
-                    report.checks.push(format!(
-                        "message stream '{stream}' is archived — unarchive it or pick another"
+                    report.checks.push(VerifyCheck::new(
+                        CheckAspect::Sender,
+                        CheckStatus::Failed,
+                        format!(
+                            "message stream '{stream}' is archived — unarchive it or pick another"
+                        ),
                     ));
                 } else {
-                    report
-                        .checks
-                        .push(format!("message stream '{stream}' exists ({kind})"));
+                    report.checks.push(VerifyCheck::new(
+                        CheckAspect::Sender,
+                        CheckStatus::Ok,
+                        format!("message stream '{stream}' exists ({kind})"),
+                    ));
                 }
             }
             Err(e) => {
                 report.ok = false;
-                report.checks.push(format!("message stream '{stream}' not found on this server ({e}) — create it or fix message_stream"));
+                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("message stream '{stream}' not found on this server ({e}) — create it or fix message_stream")));
             }
         }
         match &self.account_token {
             Some(token) => self.check_senders(token, &mut report).await?,
-            None => report.checks.push(
-                "sender signatures and domains not checked: verifying them needs the account token (account_token=…)".into(),
-            ),
+            None => report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok,
+                "sender signatures and domains not checked: verifying them needs the account token (account_token=…)",)),
         }
         Ok(report)
     }

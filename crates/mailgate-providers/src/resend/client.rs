@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use serde::Deserialize;
 use tracing::instrument;
 
@@ -133,9 +135,9 @@ impl ResendProvider {
             .find(|d| d.name.eq_ignore_ascii_case(&wanted))
         else {
             report.ok = false;
-            report.checks.push(format!(
+            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!(
                 "From domain {wanted} is not in this Resend account: add it at resend.com/domains and verify its DNS records"
-            ));
+            )));
             return;
         };
         let sending = d
@@ -145,30 +147,40 @@ impl ResendProvider {
             .unwrap_or("enabled");
         let region = d.region.as_deref().unwrap_or("unknown region");
         if d.status == "verified" && sending == "enabled" {
-            report.checks.push(format!(
-                "From domain {wanted} is verified in Resend ({region})"
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!("From domain {wanted} is verified in Resend ({region})"),
             ));
         } else if d.status == "verified" {
             report.ok = false;
-            report.checks.push(format!(
-                "From domain {wanted} is verified in Resend but sending is {sending} for it"
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Failed,
+                format!(
+                    "From domain {wanted} is verified in Resend but sending is {sending} for it"
+                ),
             ));
         } else {
             report.ok = false;
-            report.checks.push(format!(
+            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!(
                 "From domain {wanted} is {} in Resend, not verified: finish its DNS records (SPF, DKIM) and re-run the verification",
                 d.status
-            ));
+            )));
         }
         let onoff = |b: Option<bool>| match b {
             Some(true) => "on",
             Some(false) => "off",
             None => "unknown",
         };
-        report.checks.push(format!(
-            "tracking for {wanted} (a per-domain setting in Resend): opens {}, clicks {}",
-            onoff(d.open_tracking),
-            onoff(d.click_tracking)
+        report.checks.push(VerifyCheck::new(
+            CheckAspect::Sender,
+            CheckStatus::Ok,
+            format!(
+                "tracking for {wanted} (a per-domain setting in Resend): opens {}, clicks {}",
+                onoff(d.open_tracking),
+                onoff(d.click_tracking)
+            ),
         ));
     }
 }
@@ -228,21 +240,28 @@ impl Provider for ResendProvider {
         let domains = match self.domains().await {
             Ok(d) => d,
             Err(SendError::Permanent { code, .. }) if code == "restricted_api_key" => {
-                report.checks.push(
+                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok,
                     "the API key is valid but has sending access only, so domains cannot be listed: \
                      the From domain was not checked (use a full-access key to verify, or check resend.com/domains)"
-                        .into(),
-                );
+                        ,));
                 return Ok(report);
             }
             Err(e @ SendError::Permanent { .. }) => {
                 report.ok = false;
-                report.checks.push(e.to_string());
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Failed,
+                    e.to_string(),
+                ));
                 return Ok(report);
             }
             Err(e) => return Err(e),
         };
-        report.checks.push("API key accepted by Resend".into());
+        report.checks.push(VerifyCheck::new(
+            CheckAspect::Credentials,
+            CheckStatus::Ok,
+            "API key accepted by Resend",
+        ));
         if let Some(from) = &self.from {
             self.check_from(from, &domains, &mut report);
         }
@@ -253,14 +272,17 @@ impl Provider for ResendProvider {
             .collect();
         if verified.is_empty() {
             report.ok = false;
-            report.checks.push(
-                "no verified domain in this Resend account: add and verify one before sending"
-                    .into(),
-            );
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Failed,
+                "no verified domain in this Resend account: add and verify one before sending",
+            ));
         } else {
-            report
-                .checks
-                .push(format!("verified domains: {}", verified.join(", ")));
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!("verified domains: {}", verified.join(", ")),
+            ));
         }
         let pending: Vec<String> = domains
             .iter()
@@ -268,9 +290,11 @@ impl Provider for ResendProvider {
             .map(|d| format!("{} ({})", d.name, d.status))
             .collect();
         if !pending.is_empty() {
-            report
-                .checks
-                .push(format!("domains not verified: {}", pending.join(", ")));
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!("domains not verified: {}", pending.join(", ")),
+            ));
         }
         Ok(report)
     }

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -237,29 +239,39 @@ impl Provider for SendgridProvider {
         if let (Listing::Refused(a), Listing::Refused(b)) = (&senders, &domains) {
             if a.starts_with("unauthorized") || b.starts_with("unauthorized") {
                 report.ok = false;
-                report
-                    .checks
-                    .push("SendGrid rejected the API key: it is invalid or was deleted".into());
-            } else {
-                report.checks.push(format!(
-                    "the API key cannot read senders or authenticated domains (a mail.send-only key?), so the sender was not checked: {a}; {b}"
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Credentials,
+                    CheckStatus::Failed,
+                    "SendGrid rejected the API key: it is invalid or was deleted",
                 ));
+            } else {
+                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok, format!(
+                    "the API key cannot read senders or authenticated domains (a mail.send-only key?), so the sender was not checked: {a}; {b}"
+                )));
             }
             return Ok(report);
         }
-        report.checks.push("API key accepted by SendGrid".into());
+        report.checks.push(VerifyCheck::new(
+            CheckAspect::Credentials,
+            CheckStatus::Ok,
+            "API key accepted by SendGrid",
+        ));
         let (senders, domains) = match (senders, domains) {
             (Listing::Read(s), Listing::Read(d)) => (Some(s), Some(d)),
             (Listing::Read(s), Listing::Refused(why)) => {
-                report
-                    .checks
-                    .push(format!("authenticated domains not readable ({why})"));
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Credentials,
+                    CheckStatus::Ok,
+                    format!("authenticated domains not readable ({why})"),
+                ));
                 (Some(s), None)
             }
             (Listing::Refused(why), Listing::Read(d)) => {
-                report
-                    .checks
-                    .push(format!("verified senders not readable ({why})"));
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!("verified senders not readable ({why})"),
+                ));
                 (None, Some(d))
             }
             (Listing::Refused(_), Listing::Refused(_)) => (None, None),
@@ -279,41 +291,53 @@ impl Provider for SendgridProvider {
                 .find(|s| s.from_email.eq_ignore_ascii_case(&address));
             let covering = valid.iter().find(|d| covered_by(domain, d));
             match (sender, covering) {
-                (_, Some(d)) => report.checks.push(format!(
-                    "From {address}: domain {d} is authenticated in SendGrid"
+                (_, Some(d)) => report.checks.push(VerifyCheck::new(
+                    CheckAspect::Credentials,
+                    CheckStatus::Ok,
+                    format!("From {address}: domain {d} is authenticated in SendGrid"),
                 )),
-                (Some(s), None) if s.verified => report.checks.push(format!(
-                    "From {address}: verified Single Sender in SendGrid"
+                (Some(s), None) if s.verified => report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!("From {address}: verified Single Sender in SendGrid"),
                 )),
                 (Some(_), None) => {
                     report.ok = false;
-                    report.checks.push(format!(
+                    report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, format!(
                         "From {address}: a Single Sender exists but is not verified yet — click the link SendGrid emailed, or authenticate {domain}"
-                    ));
+                    )));
                 }
                 (None, None) => {
                     report.ok = false;
-                    report.checks.push(format!(
+                    report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, format!(
                         "From {address}: not a verified sender identity in SendGrid — authenticate the domain {domain} or verify the address as a Single Sender"
-                    ));
+                    )));
                 }
             }
         }
         if let Some(domains) = &domains {
-            report.checks.push(if valid.is_empty() {
-                "no authenticated (valid) domain in SendGrid".into()
-            } else {
-                format!("authenticated domains: {}", valid.join(", "))
-            });
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Credentials,
+                CheckStatus::Ok,
+                if valid.is_empty() {
+                    "no authenticated (valid) domain in SendGrid".into()
+                } else {
+                    format!("authenticated domains: {}", valid.join(", "))
+                },
+            ));
             let invalid: Vec<&str> = domains
                 .iter()
                 .filter(|d| !d.valid)
                 .map(|d| d.domain.as_str())
                 .collect();
             if !invalid.is_empty() {
-                report.checks.push(format!(
-                    "domains whose DNS records do not validate: {}",
-                    invalid.join(", ")
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Sender,
+                    CheckStatus::Ok,
+                    format!(
+                        "domains whose DNS records do not validate: {}",
+                        invalid.join(", ")
+                    ),
                 ));
             }
         }
@@ -321,13 +345,19 @@ impl Provider for SendgridProvider {
             .as_ref()
             .map(|s| s.iter().filter(|s| s.verified).count());
         if let Some(n) = verified_senders {
-            report.checks.push(format!("{n} verified Single Sender(s)"));
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!("{n} verified Single Sender(s)"),
+            ));
         }
         if self.from.is_none() && valid.is_empty() && verified_senders == Some(0) {
             report.ok = false;
-            report.checks.push(
-                "nothing can be sent yet: authenticate a domain or verify a Single Sender".into(),
-            );
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Credentials,
+                CheckStatus::Failed,
+                "nothing can be sent yet: authenticate a domain or verify a Single Sender",
+            ));
         }
         Ok(report)
     }

@@ -16,7 +16,9 @@ use aws_sdk_sesv2::Client;
 use aws_smithy_http_client::tls;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use tokio::sync::OnceCell;
 use tracing::instrument;
 
@@ -187,9 +189,13 @@ impl SesProvider {
                     } else {
                         "domain"
                     };
-                    report.checks.push(format!(
-                        "sender {address}: {kind} {candidate} verified for sending in {}",
-                        self.region
+                    report.checks.push(VerifyCheck::new(
+                        CheckAspect::Sender,
+                        CheckStatus::Ok,
+                        format!(
+                            "sender {address}: {kind} {candidate} verified for sending in {}",
+                            self.region
+                        ),
                     ));
                     return Ok(());
                 }
@@ -198,7 +204,7 @@ impl SesProvider {
             }
         }
         report.ok = false;
-        report.checks.push(match pending {
+        report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, match pending {
             Some(p) => format!(
                 "sender {address}: identity {p} exists in {} but is not verified yet — finish its DNS (or email) verification",
                 self.region
@@ -207,7 +213,7 @@ impl SesProvider {
                 "sender {address}: no verified identity covers it in {} — verify the domain {domain} (or the address) in this region",
                 self.region
             ),
-        });
+        }));
         Ok(())
     }
 
@@ -229,9 +235,13 @@ impl SesProvider {
                 // policy without ses:ListEmailIdentities does not make sending fail.
                 Err(e) => match classify_other(e, &self.region) {
                     SendError::Permanent { code, message } => {
-                        report.checks.push(format!(
-                            "could not list identities in {} ({code}: {message})",
-                            self.region
+                        report.checks.push(VerifyCheck::new(
+                            CheckAspect::Sender,
+                            CheckStatus::Ok,
+                            format!(
+                                "could not list identities in {} ({code}: {message})",
+                                self.region
+                            ),
                         ));
                         return Ok(());
                     }
@@ -256,23 +266,31 @@ impl SesProvider {
                 break;
             }
         }
-        report.checks.push(if verified.is_empty() {
-            format!(
-                "no verified identities in {} — verify a domain before sending",
-                self.region
-            )
-        } else {
-            format!(
-                "verified identities in {}: {}",
-                self.region,
-                verified.join(", ")
-            )
-        });
+        report.checks.push(VerifyCheck::new(
+            CheckAspect::Sender,
+            CheckStatus::Ok,
+            if verified.is_empty() {
+                format!(
+                    "no verified identities in {} — verify a domain before sending",
+                    self.region
+                )
+            } else {
+                format!(
+                    "verified identities in {}: {}",
+                    self.region,
+                    verified.join(", ")
+                )
+            },
+        ));
         if !pending.is_empty() {
-            report.checks.push(format!(
-                "identities not verified (or sending disabled) in {}: {}",
-                self.region,
-                pending.join(", ")
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Sender,
+                CheckStatus::Ok,
+                format!(
+                    "identities not verified (or sending disabled) in {}: {}",
+                    self.region,
+                    pending.join(", ")
+                ),
             ));
         }
         if verified.is_empty() {
@@ -292,23 +310,31 @@ impl SesProvider {
         };
         let rate = quota.map(|q| q.max_send_rate()).unwrap_or_default();
         let sent = quota.map(|q| q.sent_last24_hours()).unwrap_or_default();
-        report.checks.push(if account.production_access_enabled() {
-            format!(
-                "production access: {daily}, {} per second ({} sent in the last 24 hours)",
-                number(rate),
-                number(sent)
-            )
-        } else {
-            format!(
-                "account in sandbox: only verified recipients, {daily}, {} per second",
-                number(rate)
-            )
-        });
+        report.checks.push(VerifyCheck::new(
+            CheckAspect::Quota,
+            CheckStatus::Ok,
+            if account.production_access_enabled() {
+                format!(
+                    "production access: {daily}, {} per second ({} sent in the last 24 hours)",
+                    number(rate),
+                    number(sent)
+                )
+            } else {
+                format!(
+                    "account in sandbox: only verified recipients, {daily}, {} per second",
+                    number(rate)
+                )
+            },
+        ));
         if !account.sending_enabled() {
             report.ok = false;
-            report.checks.push(format!(
-                "sending is paused for this account in {} — resume it in the SES console",
-                self.region
+            report.checks.push(VerifyCheck::new(
+                CheckAspect::Quota,
+                CheckStatus::Failed,
+                format!(
+                    "sending is paused for this account in {} — resume it in the SES console",
+                    self.region
+                ),
             ));
         }
     }
@@ -363,9 +389,11 @@ impl Provider for SesProvider {
         };
         match self.client.get_account().send().await {
             Ok(account) => {
-                report
-                    .checks
-                    .push(format!("credentials accepted by SES in {}", self.region));
+                report.checks.push(VerifyCheck::new(
+                    CheckAspect::Credentials,
+                    CheckStatus::Ok,
+                    format!("credentials accepted by SES in {}", self.region),
+                ));
                 self.describe_account(&account, &mut report);
             }
             Err(e) => match classify_other(e, &self.region) {
@@ -373,15 +401,23 @@ impl Provider for SesProvider {
                     if e.code() != "http_404" && !e.code().starts_with("AccessDenied") =>
                 {
                     report.ok = false;
-                    report.checks.push(e.to_string());
+                    report.checks.push(VerifyCheck::new(
+                        CheckAspect::Sender,
+                        CheckStatus::Failed,
+                        e.to_string(),
+                    ));
                     return Ok(report);
                 }
-                SendError::Permanent { code, message } => report.checks.push(format!(
-                    "account details unavailable ({code}: {message}); send rate: {}",
-                    match self.configured_rate {
-                        Some(r) => format!("max_send_rate {r} per second"),
-                        None => "no limit configured".into(),
-                    }
+                SendError::Permanent { code, message } => report.checks.push(VerifyCheck::new(
+                    CheckAspect::Quota,
+                    CheckStatus::Ok,
+                    format!(
+                        "account details unavailable ({code}: {message}); send rate: {}",
+                        match self.configured_rate {
+                            Some(r) => format!("max_send_rate {r} per second"),
+                            None => "no limit configured".into(),
+                        }
+                    ),
                 )),
                 retryable => return Err(retryable),
             },

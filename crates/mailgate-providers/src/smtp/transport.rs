@@ -15,7 +15,9 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParam
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use mailgate_core::message::ClaimedMessage;
-use mailgate_core::provider::{Provider, SendError, SendReceipt, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::classify::{failure_of, Context, Step};
@@ -187,7 +189,7 @@ impl Inner {
     async fn connect(
         &self,
         ctx: &Context<'_>,
-        checks: &mut Vec<String>,
+        checks: &mut Vec<VerifyCheck>,
     ) -> Result<AsyncSmtpConnection, SendError> {
         let implicit = match &self.tls {
             TlsSetup::Implicit(p) => Some(p.clone()),
@@ -205,13 +207,16 @@ impl Inner {
             .step(ctx, Step::Connect, self.timeout * 2, connect)
             .await?;
         let name = conn.server_info().name().to_owned();
-        checks.push(match &self.tls {
-            TlsSetup::Implicit(_) => format!(
-                "connected to {}:{} with TLS (server {name})",
-                self.host, self.port
-            ),
-            _ => format!("connected to {}:{} (server {name})", self.host, self.port),
-        });
+        checks.push(VerifyCheck::ok(
+            CheckAspect::Connection,
+            match &self.tls {
+                TlsSetup::Implicit(_) => format!(
+                    "connected to {}:{} with TLS (server {name})",
+                    self.host, self.port
+                ),
+                _ => format!("connected to {}:{} (server {name})", self.host, self.port),
+            },
+        ));
         match &self.tls {
             TlsSetup::StartTls(params) => {
                 if !conn.can_starttls() {
@@ -221,23 +226,33 @@ impl Inner {
                 let upgrade = conn.starttls(params.clone(), &self.hello);
                 self.step(ctx, Step::StartTls, self.timeout * 2, upgrade)
                     .await?;
-                checks.push("STARTTLS ok".into());
+                checks.push(VerifyCheck::ok(CheckAspect::Connection, "STARTTLS ok"));
             }
-            TlsSetup::None => {
-                checks.push("plain connection without TLS (disable_starttls=true)".into())
-            }
+            TlsSetup::None => checks.push(VerifyCheck::warning(
+                CheckAspect::Connection,
+                "plain connection without TLS (disable_starttls=true)",
+            )),
             TlsSetup::Implicit(_) => {}
         }
         if self.tls_insecure {
-            checks.push("server certificate NOT verified (tls_insecure=true)".into());
+            checks.push(VerifyCheck::warning(
+                CheckAspect::Connection,
+                "server certificate NOT verified (tls_insecure=true)",
+            ));
         }
         match (&self.credentials, &self.username) {
             (Some(creds), Some(user)) => {
                 let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], creds);
                 self.step(ctx, Step::Auth, self.timeout, auth).await?;
-                checks.push(format!("authenticated as {user}"));
+                checks.push(VerifyCheck::ok(
+                    CheckAspect::Credentials,
+                    format!("authenticated as {user}"),
+                ));
             }
-            _ => checks.push("no credentials configured: not authenticating".into()),
+            _ => checks.push(VerifyCheck::skipped(
+                CheckAspect::Credentials,
+                "no credentials configured: not authenticating",
+            )),
         }
         Ok(conn)
     }
@@ -419,11 +434,14 @@ impl Provider for SmtpProvider {
         match inner.connect(&ctx, &mut checks).await {
             Ok(mut conn) => {
                 let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
-                Ok(VerifyReport { ok: true, checks })
+                Ok(VerifyReport::from_checks(checks))
             }
             Err(e) => {
-                checks.push(format!("failed: {e}"));
-                Ok(VerifyReport { ok: false, checks })
+                checks.push(VerifyCheck::failed(
+                    CheckAspect::Connection,
+                    format!("failed: {e}"),
+                ));
+                Ok(VerifyReport::from_checks(checks))
             }
         }
     }
