@@ -105,8 +105,9 @@ fn httpdate(s: &str) -> Result<SystemTime, ()> {
 }
 
 /// The default classification of an HTTP status: 408, 429 and 5xx are retryable (with the
-/// delay the headers ask for); everything else is permanent. Providers refine it (Resend's
-/// quotas, Postmark's error codes) before falling back to this.
+/// delay the headers ask for); 401 and 403 mean the provider refuses our credentials, so it is
+/// unusable until its operator acts; everything else is a permanent refusal of the message.
+/// Providers refine it (Resend's quotas, Postmark's error codes) before falling back to this.
 pub fn classify_status(
     status: StatusCode,
     headers: &HeaderMap,
@@ -122,6 +123,8 @@ pub fn classify_status(
             message,
             retry_after: retry_after(headers),
         }
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        SendError::Unusable { code, message }
     } else {
         SendError::Permanent { code, message }
     }
@@ -191,12 +194,13 @@ mod tests {
             let e = classify_status(StatusCode::from_u16(s).unwrap(), &h, "c".into(), "m".into());
             assert!(e.is_retryable(), "{s}");
         }
-        for s in [400, 401, 402, 403, 404, 413, 422] {
-            assert!(
-                !classify_status(StatusCode::from_u16(s).unwrap(), &h, "c".into(), "m".into())
-                    .is_retryable(),
-                "{s}"
-            );
+        for s in [400, 402, 404, 413, 422] {
+            let e = classify_status(StatusCode::from_u16(s).unwrap(), &h, "c".into(), "m".into());
+            assert!(matches!(e, SendError::Permanent { .. }), "{s}: {e:?}");
+        }
+        for s in [401, 403] {
+            let e = classify_status(StatusCode::from_u16(s).unwrap(), &h, "c".into(), "m".into());
+            assert!(matches!(e, SendError::Unusable { .. }), "{s}: {e:?}");
         }
     }
 

@@ -282,7 +282,7 @@ async fn full_message_validates_against_the_official_spec() {
     let mut bad = full_message();
     bad.provider_options = Some(json!({"o:tracking-opens": "sometimes"}));
     let e = p.send(&bad).await.unwrap_err();
-    assert!(!e.is_retryable(), "{e:?}");
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     let _ = std::fs::remove_file(spec);
 }
 
@@ -337,14 +337,14 @@ async fn rate_limits_and_server_errors_are_retried() {
 }
 
 #[tokio::test]
-async fn refusals_are_permanent_and_say_what_to_do() {
+async fn refusals_are_permanent_or_unusable_and_say_what_to_do() {
     let e = send_with_answer(
         ResponseTemplate::new(400)
             .set_body_json(json!({"message": "'ann@example.net' parameter is not a valid address. please check documentation"})),
         "",
     )
     .await;
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert!(e.to_string().contains("not a valid address"), "{e}");
     assert!(
         !e.to_string().contains("ann@example.net"),
@@ -354,7 +354,7 @@ async fn refusals_are_permanent_and_say_what_to_do() {
     let e = send_with_answer(ResponseTemplate::new(401).set_body_string("Forbidden"), "").await;
     assert_eq!(
         e,
-        SendError::permanent(
+        SendError::unusable(
             "http_401",
             "Mailgun rejected the API key (check the key and the region: EU domains need region=eu)"
         )
@@ -364,17 +364,23 @@ async fn refusals_are_permanent_and_say_what_to_do() {
         "",
     )
     .await;
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
     assert!(
         e.to_string()
             .contains("domain mg.acme.com not found in region us — check the domain and region"),
         "{e}"
     );
-    for status in [402, 413] {
-        assert!(!send_with_answer(ResponseTemplate::new(status), "")
-            .await
-            .is_retryable());
-    }
+    let e = send_with_answer(ResponseTemplate::new(402), "").await;
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+    assert!(e.to_string().contains("billing"), "{e}");
+    let e = send_with_answer(ResponseTemplate::new(413), "").await;
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+    let e = send_with_answer(
+        ResponseTemplate::new(403).set_body_string("Domain mg.acme.com is disabled"),
+        "",
+    )
+    .await;
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
 }
 
 #[tokio::test]

@@ -193,7 +193,7 @@ fn error(status: u16, code: i64, message: &str) -> ResponseTemplate {
 }
 
 #[tokio::test]
-async fn error_codes_are_permanent_with_their_meaning() {
+async fn error_codes_are_permanent_or_unusable_with_their_meaning() {
     let e = send_with_answer(
         error(
             422,
@@ -204,7 +204,7 @@ async fn error_codes_are_permanent_with_their_meaning() {
     )
     .await;
     assert_eq!(e.code(), "postmark_300");
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert!(e.to_string().contains("invalid"), "{e}");
 
     let e = send_with_answer(
@@ -213,7 +213,7 @@ async fn error_codes_are_permanent_with_their_meaning() {
     )
     .await;
     assert_eq!(e.code(), "postmark_406");
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert!(
         e.to_string()
             .contains("recipient is marked inactive in Postmark (hard bounce or spam complaint)"),
@@ -224,23 +224,25 @@ async fn error_codes_are_permanent_with_their_meaning() {
     let e = send_with_answer(error(401, 10, "Bad or missing Server API token."), "").await;
     assert_eq!(e.code(), "postmark_10");
     assert!(
-        !e.is_retryable() && e.to_string().contains("server token"),
-        "{e}"
+        matches!(e, SendError::Unusable { .. }) && e.to_string().contains("server token"),
+        "{e:?}"
     );
     assert!(!e.to_string().contains(TOKEN));
 
     for (code, words) in [
         (400, "no sender signature"),
         (401, "not confirmed"),
+        (405, "billing"),
         (412, "pending"),
+        (413, "may not send"),
     ] {
         let e = send_with_answer(error(422, code, "x"), "").await;
-        assert!(!e.is_retryable());
+        assert!(matches!(e, SendError::Unusable { .. }), "{code}: {e:?}");
         assert!(e.to_string().contains(words), "{code}: {e}");
     }
     let e = send_with_answer(ResponseTemplate::new(401), "").await;
     assert_eq!(e.code(), "http_401");
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
 }
 
 #[tokio::test]
@@ -251,7 +253,7 @@ async fn a_200_with_an_error_code_is_a_failure() {
     )
     .await;
     assert_eq!(e.code(), "postmark_406");
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
 }
 
 #[tokio::test]

@@ -204,7 +204,7 @@ fn error(status: u16, name: &str, message: &str) -> ResponseTemplate {
 fn retry_after(e: &SendError) -> Option<Duration> {
     match e {
         SendError::Retryable { retry_after, .. } => *retry_after,
-        SendError::Permanent { .. } => panic!("expected a retryable error, got {e:?}"),
+        _ => panic!("expected a retryable error, got {e:?}"),
     }
 }
 
@@ -245,7 +245,10 @@ async fn tells_the_three_429s_apart() {
     ))
     .await;
     assert_eq!(e.code(), "monthly_quota_exceeded");
-    assert!(!e.is_retryable(), "a monthly quota is not retried: {e:?}");
+    assert!(
+        matches!(e, SendError::Unusable { .. }),
+        "a monthly quota is not retried, and another provider may send: {e:?}"
+    );
     assert!(e.to_string().contains("monthly"));
 }
 
@@ -262,7 +265,7 @@ async fn tells_the_409s_apart() {
     assert_eq!(retry_after(&e), Some(Duration::from_secs(5)));
     let e = failure(error(409, "invalid_idempotent_request", "different body")).await;
     assert_eq!(e.code(), "invalid_idempotent_request");
-    assert!(!e.is_retryable());
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert!(e.to_string().contains("Idempotency-Key"));
 }
 
@@ -288,8 +291,8 @@ async fn server_errors_and_timeouts_are_retryable() {
 }
 
 #[tokio::test]
-async fn permanent_errors_carry_actionable_messages() {
-    let cases = [
+async fn permanent_and_unusable_errors_carry_actionable_messages() {
+    let permanent = [
         (
             400,
             "validation_error",
@@ -302,6 +305,20 @@ async fn permanent_errors_carry_actionable_messages() {
             "Key too long.",
             "refused the message",
         ),
+        (
+            422,
+            "invalid_attachment",
+            "Attachment too big.",
+            "Attachment too big.",
+        ),
+        (
+            422,
+            "missing_required_field",
+            "Missing `to`.",
+            "refused the message",
+        ),
+    ];
+    let unusable = [
         (
             401,
             "missing_api_key",
@@ -335,23 +352,25 @@ async fn permanent_errors_carry_actionable_messages() {
         (403, "suspended_api_key", "Suspended.", "suspended"),
         (404, "not_found", "Not found.", "endpoint"),
         (405, "method_not_allowed", "Method not allowed.", "405"),
-        (
-            422,
-            "invalid_attachment",
-            "Attachment too big.",
-            "Attachment too big.",
-        ),
-        (
-            422,
-            "missing_required_field",
-            "Missing `to`.",
-            "refused the message",
-        ),
     ];
-    for (status, name, said, expect) in cases {
+    let cases = permanent
+        .iter()
+        .map(|c| (c, false))
+        .chain(unusable.iter().map(|c| (c, true)));
+    for (&(status, name, said, expect), provider_side) in cases {
         let e = failure(error(status, name, said)).await;
         assert_eq!(e.code(), name, "{status} {name}");
-        assert!(!e.is_retryable(), "{status} {name}");
+        if provider_side {
+            assert!(
+                matches!(e, SendError::Unusable { .. }),
+                "{status} {name}: {e:?}"
+            );
+        } else {
+            assert!(
+                matches!(e, SendError::Permanent { .. }),
+                "{status} {name}: {e:?}"
+            );
+        }
         let text = e.to_string();
         assert!(text.contains(expect), "{status} {name}: {text}");
         assert!(!text.contains('@'), "addresses are scrubbed: {text}");

@@ -276,7 +276,7 @@ async fn rate_limits_and_server_errors_are_retryable() {
 }
 
 #[tokio::test]
-async fn permanent_errors_carry_actionable_messages() {
+async fn permanent_and_unusable_errors_carry_actionable_messages() {
     let cases = [
         (
             400,
@@ -314,7 +314,13 @@ async fn permanent_errors_carry_actionable_messages() {
     for (status, field, said, code, expect) in cases {
         let e = failure(errors(status, field, said)).await;
         assert_eq!(e.code(), code, "{status}");
-        assert!(!e.is_retryable(), "{status}");
+        // The message (or a recipient) is refused for good; the key, the sender identity and
+        // the endpoint are the provider's to fix.
+        if matches!(status, 400 | 413) {
+            assert!(matches!(e, SendError::Permanent { .. }), "{status}: {e:?}");
+        } else {
+            assert!(matches!(e, SendError::Unusable { .. }), "{status}: {e:?}");
+        }
         let text = e.to_string();
         assert!(text.contains(expect), "{status}: {text}");
         assert!(

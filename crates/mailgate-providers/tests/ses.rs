@@ -110,13 +110,13 @@ async fn moto_records_a_whole_message() {
 }
 
 #[tokio::test]
-async fn moto_wrong_secret_is_a_permanent_authentication_error() {
+async fn moto_wrong_secret_makes_the_provider_unusable() {
     let peer = MotoPeer::start().await;
     peer.verify_identity("acme.com").await;
     let ses = moto_provider(&peer, "not-the-secret", "").await;
     let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
-    let SendError::Permanent { code, message } = &err else {
-        panic!("expected a permanent error, got {err:?}");
+    let SendError::Unusable { code, message } = &err else {
+        panic!("expected an unusable provider, got {err:?}");
     };
     assert_eq!(code, "SignatureDoesNotMatch");
     assert!(
@@ -128,7 +128,7 @@ async fn moto_wrong_secret_is_a_permanent_authentication_error() {
 }
 
 #[tokio::test]
-async fn moto_unverified_sender_is_permanent_with_an_actionable_message() {
+async fn moto_unverified_sender_makes_the_provider_unusable_with_an_actionable_message() {
     let peer = MotoPeer::start().await;
     peer.verify_identity("acme.com").await;
     let ses = moto_provider(&peer, &peer.secret_access_key, "").await;
@@ -136,8 +136,8 @@ async fn moto_unverified_sender_is_permanent_with_an_actionable_message() {
         .send(&message("noreply@unverified.example"))
         .await
         .unwrap_err();
-    let SendError::Permanent { code, message } = &err else {
-        panic!("expected a permanent error, got {err:?}");
+    let SendError::Unusable { code, message } = &err else {
+        panic!("expected an unusable provider, got {err:?}");
     };
     assert_eq!(code, "MessageRejected");
     assert!(
@@ -338,7 +338,7 @@ async fn server_errors_are_retryable_every_time() {
 }
 
 #[tokio::test]
-async fn rejected_message_is_permanent_with_its_code() {
+async fn rejected_message_is_permanent_and_account_problems_unusable() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v2/email/outbound-emails"))
@@ -351,7 +351,7 @@ async fn rejected_message_is_permanent_with_its_code() {
         .await;
     let ses = wiremock_provider(&server, "").await;
     let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
-    assert!(!err.is_retryable());
+    assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
     assert_eq!(err.code(), "MessageRejected");
     assert!(
         err.to_string().contains("SES rejected the message"),
@@ -359,21 +359,56 @@ async fn rejected_message_is_permanent_with_its_code() {
     );
     assert!(!err.to_string().contains("bad@example.com"), "{err}");
 
-    for (status, code, expect) in [
-        (400, "MailFromDomainNotVerifiedException", "MAIL FROM"),
-        (400, "AccountSuspendedException", "suspended"),
-        (400, "SendingPausedException", "paused"),
-        (403, "AccessDeniedException", "not allowed"),
+    let unusable = [
+        (400, "MailFromDomainNotVerifiedException", "nope", "MAIL FROM"),
+        (400, "AccountSuspendedException", "nope", "suspended"),
+        (400, "SendingPausedException", "nope", "paused"),
+        (400, "AccountSendingPausedException", "nope", "paused"),
+        (403, "AccessDeniedException", "nope", "not allowed"),
         (
             403,
             "UnrecognizedClientException",
+            "nope",
             "SES rejected the credentials",
         ),
-    ] {
+        (
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+            "SES rejected the credentials",
+        ),
+        (
+            400,
+            "MessageRejected",
+            "Email address is not verified. The following identities failed the check in region US-EAST-1: noreply@acme.com",
+            "sender address not verified in SES region us-east-1",
+        ),
+        (
+            404,
+            "NotFoundException",
+            "Configuration set <events> does not exist.",
+            "configuration set",
+        ),
+        (400, "LimitExceededException", "nope", "quota increase"),
+    ];
+    let permanent = [
+        (400, "BadRequestException", "Invalid tag", "invalid"),
+        (
+            404,
+            "NotFoundException",
+            "Template <welcome> does not exist.",
+            "template",
+        ),
+    ];
+    let cases = unusable
+        .iter()
+        .map(|c| (c, true))
+        .chain(permanent.iter().map(|c| (c, false)));
+    for (&(status, code, said, expect), provider_side) in cases {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/v2/email/outbound-emails"))
-            .respond_with(ses_error(status, code, "nope"))
+            .respond_with(ses_error(status, code, said))
             .mount(&server)
             .await;
         let err = wiremock_provider(&server, "")
@@ -381,9 +416,17 @@ async fn rejected_message_is_permanent_with_its_code() {
             .send(&message("noreply@acme.com"))
             .await
             .unwrap_err();
-        assert!(!err.is_retryable(), "{code}: {err:?}");
+        if provider_side {
+            assert!(matches!(err, SendError::Unusable { .. }), "{code}: {err:?}");
+        } else {
+            assert!(
+                matches!(err, SendError::Permanent { .. }),
+                "{code}: {err:?}"
+            );
+        }
         assert_eq!(err.code(), code);
         assert!(err.to_string().contains(expect), "{code}: {err}");
+        assert!(!err.to_string().contains("noreply@acme.com"), "{err}");
     }
 }
 

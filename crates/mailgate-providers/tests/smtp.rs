@@ -260,7 +260,7 @@ async fn implicit_tls_with_ca_file_or_insecure_and_fails_without() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_permanent_and_not_echoed() {
+async fn a_wrong_password_makes_the_provider_unusable_and_is_not_echoed() {
     let peer = starttls_peer();
     let p = provider(&format!(
         "smtp://{USER}:wrong-Hunter2@127.0.0.1:{}?ca_file={}",
@@ -269,7 +269,7 @@ async fn a_wrong_password_is_permanent_and_not_echoed() {
     ))
     .await;
     let e = p.send(&message(&["a@example.org"])).await.unwrap_err();
-    assert!(!e.is_retryable(), "{e}");
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
     assert_eq!(e.code(), "smtp_535");
     let text = text_of(&e);
     assert!(text.contains("authentication failed"), "{text}");
@@ -294,14 +294,14 @@ async fn recipient_refusals_are_classified_by_code_and_index() {
     assert_eq!(e.code(), "smtp_451");
 
     let e = p.send(&message(&["reject@example.org"])).await.unwrap_err();
-    assert!(!e.is_retryable(), "{e}");
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert_eq!(e.code(), "smtp_550");
 
     let e = p
         .send(&message(&["ok@example.org", "reject-me@example.org"]))
         .await
         .unwrap_err();
-    assert!(!e.is_retryable(), "{e}");
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     let text = text_of(&e);
     assert!(text.contains("recipient #2 of 2 refused: 550"), "{text}");
     assert!(!text.contains("@example.org"), "{text}");
@@ -330,6 +330,21 @@ async fn sender_and_data_refusals_are_classified() {
     assert_eq!(e.code(), "smtp_451");
     assert!(text_of(&e).contains("refused the sender"), "{e}");
 
+    // A refused sender is the relay's configuration: another provider may take the message.
+    let peer = SmtpPeer::start(SmtpPeerOptions {
+        mail_code: Some(550),
+        ..Default::default()
+    });
+    let p = provider(&format!(
+        "smtp://127.0.0.1:{}?disable_starttls=true",
+        peer.port
+    ))
+    .await;
+    let e = p.send(&message(&["a@example.org"])).await.unwrap_err();
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+    assert_eq!(e.code(), "smtp_550");
+    assert!(text_of(&e).contains("refused the sender"), "{e}");
+
     let peer = SmtpPeer::start(SmtpPeerOptions {
         data_code: Some(554),
         ..Default::default()
@@ -340,9 +355,24 @@ async fn sender_and_data_refusals_are_classified() {
     ))
     .await;
     let e = p.send(&message(&["a@example.org"])).await.unwrap_err();
-    assert!(!e.is_retryable(), "{e}");
+    assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
     assert_eq!(e.code(), "smtp_554");
     assert!(text_of(&e).contains("refused the message"), "{e}");
+}
+
+#[tokio::test]
+async fn a_server_requiring_auth_without_credentials_is_unusable() {
+    let peer = starttls_peer();
+    let p = provider(&format!(
+        "smtp://127.0.0.1:{}?ca_file={}",
+        peer.port,
+        ca(&peer)
+    ))
+    .await;
+    let e = p.send(&message(&["a@example.org"])).await.unwrap_err();
+    assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+    assert_eq!(e.code(), "smtp_530");
+    assert!(peer.messages().is_empty());
 }
 
 #[tokio::test]

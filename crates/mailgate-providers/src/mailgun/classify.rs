@@ -1,6 +1,8 @@
-//! Classifies Mailgun's HTTP answers into retryable and permanent `SendError`s with actionable
-//! messages. Codes are `http_<status>` (Mailgun has no error codes of its own); addresses that
-//! Mailgun quotes back are scrubbed.
+//! Classifies Mailgun's HTTP answers into `SendError`s with actionable messages: retryable
+//! (429, 5xx), unusable (the key, the account's plan or the domain stops every send: 401, 402,
+//! 403, 404, and a 400 saying the domain is not allowed to send) or permanent (the message was
+//! refused: other 400s, 413). Codes are `http_<status>` (Mailgun has no error codes of its own);
+//! addresses that Mailgun quotes back are scrubbed.
 
 use mailgate_core::provider::SendError;
 use reqwest::header::HeaderMap;
@@ -27,20 +29,24 @@ pub(crate) fn classify(
     let detail = detail(body);
     let region = ctx.region.as_str();
     match status.as_u16() {
+        400 if domain_may_not_send(&detail) => SendError::unusable(
+            code,
+            format!("Mailgun does not let domain {} send: {detail} — verify the domain's DNS records, or add the recipient to a sandbox domain's authorized recipients", ctx.domain),
+        ),
         400 => SendError::permanent(code, format!("Mailgun refused the message: {detail}")),
-        401 => SendError::permanent(
+        401 => SendError::unusable(
             code,
             "Mailgun rejected the API key (check the key and the region: EU domains need region=eu)",
         ),
-        402 => SendError::permanent(
+        402 => SendError::unusable(
             code,
             format!("Mailgun refused the request (payment required): {detail} — check the account's plan and billing"),
         ),
-        403 => SendError::permanent(
+        403 => SendError::unusable(
             code,
             format!("Mailgun denied access: {detail} — the key may lack this permission (sending keys can only send) or the domain {} may be disabled", ctx.domain),
         ),
-        404 => SendError::permanent(
+        404 => SendError::unusable(
             code,
             format!(
                 "domain {} not found in region {region} — check the domain and region{}",
@@ -74,6 +80,15 @@ pub(crate) fn classify(
     }
 }
 
+/// Whether a 400's explanation says the domain itself may not send (unverified, disabled, a
+/// sandbox domain writing to an unauthorized recipient) rather than that the message is invalid.
+fn domain_may_not_send(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    lower.contains("not allowed to send")
+        || lower.contains("sandbox subdomains are for test purposes")
+        || lower.contains("free accounts are for test purposes")
+}
+
 /// Mailgun's explanation: the JSON `message`, else the text body, scrubbed and shortened.
 pub(crate) fn detail(body: &[u8]) -> String {
     let text = serde_json::from_slice::<serde_json::Value>(body)
@@ -104,11 +119,50 @@ mod tests {
             let e = classify(StatusCode::from_u16(s).unwrap(), &h, b"{}", &ctx());
             assert!(e.is_retryable(), "{s}");
         }
-        for s in [400, 401, 402, 403, 404, 413, 418] {
+        for s in [400, 413, 418] {
             let e = classify(StatusCode::from_u16(s).unwrap(), &h, b"{}", &ctx());
-            assert!(!e.is_retryable(), "{s}");
+            assert!(matches!(e, SendError::Permanent { .. }), "{s}: {e:?}");
             assert_eq!(e.code(), format!("http_{s}"));
         }
+        for s in [401, 402, 403, 404] {
+            let e = classify(StatusCode::from_u16(s).unwrap(), &h, b"{}", &ctx());
+            assert!(matches!(e, SendError::Unusable { .. }), "{s}: {e:?}");
+            assert_eq!(e.code(), format!("http_{s}"));
+        }
+    }
+
+    #[test]
+    fn a_domain_that_may_not_send_is_unusable_and_a_bad_parameter_permanent() {
+        let h = HeaderMap::new();
+        let s = StatusCode::BAD_REQUEST;
+        let e = classify(
+            s,
+            &h,
+            br#"{"message":"Domain mg.acme.com is not allowed to send: The domain is unverified and requires DNS configuration. Log in to your control panel to view required DNS records."}"#,
+            &ctx(),
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        assert_eq!(e.code(), "http_400");
+        assert!(
+            e.to_string()
+                .contains("does not let domain mg.acme.com send"),
+            "{e}"
+        );
+        let e = classify(
+            s,
+            &h,
+            br#"{"message":"Sandbox subdomains are for test purposes only. Please add your own domain or add the address to authorized recipients in Account Settings."}"#,
+            &ctx(),
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        let e = classify(
+            s,
+            &h,
+            br#"{"message":"to parameter is not a valid address. please check documentation"}"#,
+            &ctx(),
+        );
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        assert!(e.to_string().contains("Mailgun refused the message"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Classifies Postmark's answers into retryable and permanent `SendError`s. Postmark reports
-//! errors as `{"ErrorCode": n, "Message": "…"}` (HTTP 422, or even HTTP 200); the code becomes
-//! `postmark_<n>` and known codes get an actionable message. Addresses Postmark quotes back are
-//! scrubbed.
+//! Classifies Postmark's answers into retryable, unusable and permanent `SendError`s. Postmark
+//! reports errors as `{"ErrorCode": n, "Message": "…"}` (HTTP 422, or even HTTP 200); the code
+//! becomes `postmark_<n>` and known codes get an actionable message. What stops the server from
+//! sending anything is unusable: a bad token (HTTP 401, ErrorCode 10), a From address without a
+//! confirmed sender signature (400, 401), an account out of credits, pending or barred (405, 412,
+//! 413), a blocked or wrong endpoint (HTTP 403, 404). A refused message or recipient (300, 406,
+//! 411, …) is permanent. Addresses Postmark quotes back are scrubbed.
 
 use mailgate_core::provider::SendError;
 use reqwest::header::HeaderMap;
@@ -48,12 +51,12 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     let code = format!("http_{}", status.as_u16());
     let detail = crate::reply_text::safe(&String::from_utf8_lossy(body));
     match status.as_u16() {
-        401 => SendError::permanent(code, BAD_TOKEN),
-        403 => SendError::permanent(
+        401 => SendError::unusable(code, BAD_TOKEN),
+        403 => SendError::unusable(
             code,
             "Postmark's network security layer blocked the request (HTTP 403 without an ErrorCode) — check the endpoint and contact Postmark support",
         ),
-        404 => SendError::permanent(
+        404 => SendError::unusable(
             code,
             "Postmark answered 404 — check the endpoint override, or the template id or alias",
         ),
@@ -83,25 +86,26 @@ fn by_error_code(error: &ApiError, retry_after: Option<std::time::Duration>) -> 
     let code = format!("postmark_{}", error.code);
     let said = &error.message;
     let permanent = |message: String| SendError::permanent(code.clone(), message);
+    let unusable = |message: String| SendError::unusable(code.clone(), message);
     match error.code {
-        10 => permanent(BAD_TOKEN.into()),
+        10 => unusable(BAD_TOKEN.into()),
         100 => SendError::Retryable {
             code: code.clone(),
             message: "Postmark is down for maintenance; retrying later".into(),
             retry_after,
         },
         300 => permanent(format!("Postmark refused the message as invalid: {said}")),
-        400 => permanent(
+        400 => unusable(
             "the From address has no sender signature in Postmark — add a sender signature or verify its domain".into(),
         ),
-        401 => permanent(
+        401 => unusable(
             "the From address's sender signature is not confirmed in Postmark — confirm it from the email Postmark sent, or verify the domain".into(),
         ),
         402 | 403 | 409 => permanent(format!(
             "Postmark could not read the request (ErrorCode {}): {said}",
             error.code
         )),
-        405 => permanent(
+        405 => unusable(
             "Postmark does not allow this account to send (out of credits?) — check the account's billing".into(),
         ),
         406 => permanent(
@@ -109,10 +113,10 @@ fn by_error_code(error: &ApiError, retry_after: Option<std::time::Duration>) -> 
         ),
         410 => permanent(format!("too many messages in one batch: {said}")),
         411 => permanent(format!("Postmark forbids an attachment's file type: {said}")),
-        412 => permanent(
+        412 => unusable(
             "the Postmark account is pending approval: until it is approved it can only send to addresses on its own domain".into(),
         ),
-        413 => permanent(
+        413 => unusable(
             "the Postmark account may not send (suspended?) — contact Postmark support".into(),
         ),
         429 => SendError::Retryable {
@@ -145,11 +149,17 @@ mod tests {
             &body(406, "Found inactive addresses: ann@example.net."),
         );
         assert_eq!(e.code(), "postmark_406");
-        assert!(!e.is_retryable());
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
         assert!(e.to_string().contains("marked inactive"), "{e}");
         assert!(!e.to_string().contains("ann@"), "{e}");
-        for code in [10, 300, 400, 401, 402, 405, 411, 412, 413, 1234] {
-            assert!(!classify(s, &h, &body(code, "x")).is_retryable(), "{code}");
+        for code in [300, 402, 403, 406, 409, 410, 411, 1101, 1234] {
+            let e = classify(s, &h, &body(code, "x"));
+            assert!(matches!(e, SendError::Permanent { .. }), "{code}: {e:?}");
+        }
+        for code in [10, 400, 401, 405, 412, 413] {
+            let e = classify(s, &h, &body(code, "x"));
+            assert!(matches!(e, SendError::Unusable { .. }), "{code}: {e:?}");
+            assert_eq!(e.code(), format!("postmark_{code}"));
         }
         assert!(classify(s, &h, &body(100, "maintenance")).is_retryable());
         assert!(classify(StatusCode::OK, &h, &body(300, "bad"))
@@ -163,10 +173,14 @@ mod tests {
         for s in [429, 500, 503] {
             assert!(classify(StatusCode::from_u16(s).unwrap(), &h, b"").is_retryable());
         }
-        for s in [401, 403, 404, 413] {
-            assert!(!classify(StatusCode::from_u16(s).unwrap(), &h, b"<html>").is_retryable());
+        for s in [401, 403, 404] {
+            let e = classify(StatusCode::from_u16(s).unwrap(), &h, b"<html>");
+            assert!(matches!(e, SendError::Unusable { .. }), "{s}: {e:?}");
         }
+        let e = classify(StatusCode::PAYLOAD_TOO_LARGE, &h, b"<html>");
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
         let e = classify(StatusCode::UNAUTHORIZED, &h, &body(10, "Bad token"));
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
         assert!(e.to_string().contains("server token"), "{e}");
     }
 }

@@ -1,7 +1,10 @@
-//! Classifies Resend's error responses (`{"statusCode", "name", "message"}`) into retryable and
-//! permanent `SendError`s whose code is Resend's `name`. The three kinds of 429 are told apart:
-//! the rate limit is retried when the headers say, the daily quota after a day (or the
-//! `retry-after` header), the monthly quota never. Addresses Resend quotes back are scrubbed.
+//! Classifies Resend's error responses (`{"statusCode", "name", "message"}`) into retryable,
+//! unusable and permanent `SendError`s whose code is Resend's `name`. The three kinds of 429 are
+//! told apart: the rate limit is retried when the headers say, the daily quota after a day (or
+//! the `retry-after` header), the monthly quota makes the account unusable. What stops every
+//! send until the account's operator acts is unusable: a missing, invalid, restricted or
+//! suspended key, a missing permission, an unverified From domain, a test-only account, a
+//! wrong endpoint. A refused message is permanent. Addresses Resend quotes back are scrubbed.
 
 use std::time::Duration;
 
@@ -47,6 +50,10 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
         code: name.clone(),
         message,
     };
+    let unusable = |message: String| SendError::Unusable {
+        code: name.clone(),
+        message,
+    };
     let lower = said.to_ascii_lowercase();
     match (status.as_u16(), name.as_str()) {
         (429, "rate_limit_exceeded") => retryable(
@@ -63,7 +70,7 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
                 Some(DAILY_QUOTA_WAIT)
             },
         ),
-        (429, "monthly_quota_exceeded") => permanent(format!(
+        (429, "monthly_quota_exceeded") => unusable(format!(
             "the Resend account's monthly sending quota is used up; upgrade the plan or wait for the next month: {said}"
         )),
         (409, "concurrent_idempotent_requests") => retryable(
@@ -79,34 +86,34 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
             "Resend already took this message's Idempotency-Key with a different request body in the last 24 hours"
                 .into(),
         ),
-        (401, "restricted_api_key") => permanent(
+        (401, "restricted_api_key") => unusable(
             "the Resend API key is restricted (sending access only) and cannot call this endpoint".into(),
         ),
-        (401, _) => permanent(format!(
+        (401, _) => unusable(format!(
             "Resend did not accept the request's credentials: check the API key in the provider configuration ({said})"
         )),
-        (403, "invalid_api_key") => permanent(
+        (403, "invalid_api_key") => unusable(
             "Resend rejected the API key: it is invalid or was deleted; configure a current key".into(),
         ),
-        (403, "suspended_api_key") => permanent(
+        (403, "suspended_api_key") => unusable(
             "the Resend API key (or its account) is suspended".into(),
         ),
-        (403, "invalid_permission") => permanent(format!(
+        (403, "invalid_permission") => unusable(format!(
             "the Resend API key lacks the permission this request needs: {said}"
         )),
-        (403, "email_above_quota") => permanent(format!(
+        (403, "email_above_quota") => unusable(format!(
             "the message exceeds the Resend account's quota: {said}"
         )),
-        (403, _) if lower.contains("domain") && lower.contains("not verified") => permanent(format!(
+        (403, _) if lower.contains("domain") && lower.contains("not verified") => unusable(format!(
             "the From domain is not verified in Resend: add and verify it at resend.com/domains ({said})"
         )),
-        (403, _) if lower.contains("testing emails") => permanent(format!(
+        (403, _) if lower.contains("testing emails") => unusable(format!(
             "Resend only sends test emails to the account's own address until a domain is verified ({said})"
         )),
-        (404, _) => permanent(format!(
+        (404, _) => unusable(format!(
             "Resend answered 404: check the endpoint option ({said})"
         )),
-        (405, _) => permanent(format!(
+        (405, _) => unusable(format!(
             "Resend answered 405 (method not allowed): check the endpoint option ({said})"
         )),
         (400 | 403 | 422, _) => permanent(format!("Resend refused the message: {said}")),
@@ -149,5 +156,57 @@ mod tests {
         );
         assert!(e.is_retryable());
         assert_eq!(e.code(), "http_502");
+    }
+
+    fn error(status: u16, name: &str, message: &str) -> SendError {
+        let body = serde_json::json!({"statusCode": status, "name": name, "message": message});
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_key_the_domain_and_the_plan_make_the_provider_unusable() {
+        for (status, name, message) in [
+            (401, "missing_api_key", "Missing API key in the authorization header"),
+            (401, "restricted_api_key", "This API key is restricted to only send emails"),
+            (403, "invalid_api_key", "API key is invalid"),
+            (403, "suspended_api_key", "This API key is suspended"),
+            (403, "invalid_permission", "No permission"),
+            (
+                403,
+                "validation_error",
+                "The acme.com domain is not verified. Please, add and verify your domain on https://resend.com/domains",
+            ),
+            (
+                403,
+                "validation_error",
+                "You can only send testing emails to your own email address (me@acme.com).",
+            ),
+            (429, "monthly_quota_exceeded", "You have reached your monthly email sending quota."),
+            (404, "not_found", "The requested endpoint does not exist."),
+        ] {
+            let e = error(status, name, message);
+            assert!(matches!(e, SendError::Unusable { .. }), "{name}: {e:?}");
+            assert_eq!(e.code(), name);
+            assert!(!e.to_string().contains("me@acme.com"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_refused_message_is_permanent() {
+        for (status, name) in [
+            (422, "invalid_parameter"),
+            (422, "missing_required_field"),
+            (400, "validation_error"),
+            (403, "validation_error"),
+            (409, "invalid_idempotent_request"),
+        ] {
+            let e = error(status, name, "The `to` field is invalid.");
+            assert!(matches!(e, SendError::Permanent { .. }), "{name}: {e:?}");
+            assert_eq!(e.code(), name);
+        }
     }
 }

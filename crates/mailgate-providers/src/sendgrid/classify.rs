@@ -1,8 +1,10 @@
 //! Classifies SendGrid's error responses (`{"errors": [{"message", "field", "help"}]}`) into
-//! retryable and permanent `SendError`s: 429 (until `X-RateLimit-Reset`) and 5xx retry;
-//! 400, 401, 403, 404, 405 and 413 are permanent with an actionable message. SendGrid has no
-//! error names, so the code is derived from the status (`bad_request`, `unauthorized`,
-//! `sender_not_verified`, …). Addresses SendGrid quotes back are scrubbed.
+//! `SendError`s with an actionable message: 429 (until `X-RateLimit-Reset`) and 5xx retry; 401
+//! (a bad key, or the plan's credits used up), 403 (an unverified sender identity, a key without
+//! `mail.send`, a restricted account), 404 and 405 (a wrong endpoint or region) make the provider
+//! unusable; 400 and 413 refuse the message for good. SendGrid has no error names, so the code
+//! is derived from the status (`bad_request`, `unauthorized`, `sender_not_verified`, …).
+//! Addresses SendGrid quotes back are scrubbed.
 
 use mailgate_core::provider::SendError;
 use reqwest::header::HeaderMap;
@@ -53,6 +55,7 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     let said = describe(body);
     let lower = said.to_ascii_lowercase();
     let permanent = |code: &str, message: String| SendError::permanent(code, message);
+    let unusable = |code: &str, message: String| SendError::unusable(code, message);
     match status.as_u16() {
         429 => SendError::Retryable {
             code: "rate_limited".into(),
@@ -68,23 +71,27 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
             "bad_request",
             format!("SendGrid rejected the request: {said}"),
         ),
-        401 => permanent(
+        401 if lower.contains("credits") => unusable(
+            "unauthorized",
+            format!("the SendGrid account's email credits are used up — upgrade the plan or wait for the next period ({said})"),
+        ),
+        401 => unusable(
             "unauthorized",
             format!("SendGrid did not accept the API key: check it in the provider configuration ({said})"),
         ),
-        403 if lower.contains("sender identity") || lower.contains("not verified") => permanent(
+        403 if lower.contains("sender identity") || lower.contains("not verified") => unusable(
             "sender_not_verified",
             format!("sender identity not verified: the From address is neither a verified Single Sender nor on an authenticated domain in SendGrid ({said})"),
         ),
-        403 => permanent(
+        403 => unusable(
             "forbidden",
             format!("SendGrid refused the request: the API key may lack the needed permission (mail.send), or the account is restricted ({said})"),
         ),
-        404 => permanent(
+        404 => unusable(
             "not_found",
             format!("SendGrid answered 404: check the endpoint and region options ({said})"),
         ),
-        405 => permanent(
+        405 => unusable(
             "method_not_allowed",
             format!("SendGrid answered 405: check the endpoint option ({said})"),
         ),
@@ -104,6 +111,60 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classified(status: u16, body: &str) -> SendError {
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn provider_side_refusals_are_unusable() {
+        let e = classified(
+            403,
+            r#"{"errors":[{"message":"The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved.","field":"from","help":null}]}"#,
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        assert_eq!(e.code(), "sender_not_verified");
+        let e = classified(
+            401,
+            r#"{"errors":[{"message":"The provided authorization grant is invalid, expired, or revoked","field":null,"help":null}]}"#,
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        assert_eq!(e.code(), "unauthorized");
+        let e = classified(
+            401,
+            r#"{"errors":[{"message":"Maximum credits exceeded","field":null}]}"#,
+        );
+        assert!(e.to_string().contains("credits are used up"), "{e}");
+        let e = classified(
+            403,
+            r#"{"errors":[{"message":"access forbidden","field":null}]}"#,
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        assert_eq!(e.code(), "forbidden");
+        for s in [404, 405] {
+            assert!(
+                matches!(classified(s, "{}"), SendError::Unusable { .. }),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_refusals_are_permanent() {
+        let e = classified(
+            400,
+            r#"{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to.0.email"}]}"#,
+        );
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        assert_eq!(e.code(), "bad_request");
+        let e = classified(413, "");
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        assert_eq!(e.code(), "payload_too_large");
+    }
 
     #[test]
     fn describes_errors_with_their_fields() {

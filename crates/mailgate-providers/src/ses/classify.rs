@@ -1,6 +1,9 @@
-//! Classifies SES and AWS SDK failures into retryable and permanent `SendError`s with the SES
-//! error code and an actionable message. Messages never carry secrets, and addresses that SES
-//! quotes back are scrubbed.
+//! Classifies SES and AWS SDK failures into `SendError`s with the SES error code and an
+//! actionable message: throttling, 5xx and transport failures are retryable; what stops the
+//! account from sending anything until its operator acts is unusable (refused credentials,
+//! AccessDenied, sending paused, a suspended account, an unverified sender or MAIL FROM domain,
+//! a missing configuration set, an account limit); a refused message is permanent. Messages
+//! never carry secrets, and addresses that SES quotes back are scrubbed.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -24,6 +27,16 @@ const CREDENTIAL_CODES: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
     "AuthFailure",
+];
+
+/// Error codes (of operations without a typed variant for them) that mean the account cannot
+/// send until its operator acts.
+const UNUSABLE_CODES: &[&str] = &[
+    "AccountSendingPausedException",
+    "ConfigurationSetSendingPausedException",
+    "SendingPausedException",
+    "AccountSuspendedException",
+    "MailFromDomainNotVerifiedException",
 ];
 
 /// Error codes that mean "slow down".
@@ -78,6 +91,10 @@ impl<'a> Reply<'a> {
         SendError::permanent(self.code.clone(), message)
     }
 
+    fn unusable(&self, message: String) -> SendError {
+        SendError::unusable(self.code.clone(), message)
+    }
+
     fn throttled(&self) -> SendError {
         let daily = self.message.to_ascii_lowercase().contains("daily");
         let (message, fallback) = if daily {
@@ -106,8 +123,11 @@ impl<'a> Reply<'a> {
 
     fn rejected(&self) -> SendError {
         let lower = self.message.to_ascii_lowercase();
+        // "Email address is not verified. The following identities failed the check in region
+        // …": the sender (or, in the sandbox, a recipient) is not a verified identity — the
+        // account's to fix, and another provider may well send the message.
         if lower.contains("not verified") {
-            return self.permanent(format!(
+            return self.unusable(format!(
                 "sender address not verified in SES region {} — verify the domain or leave the SES sandbox (in the sandbox every recipient must be verified too; if the identity is verified in another region, fix the region)",
                 self.region
             ));
@@ -115,8 +135,29 @@ impl<'a> Reply<'a> {
         self.permanent(format!("SES rejected the message: {}", self.message))
     }
 
+    fn paused(&self) -> SendError {
+        self.unusable(format!(
+            "sending is paused for this SES account or its configuration set in region {} — resume sending in the SES console",
+            self.region
+        ))
+    }
+
+    fn suspended(&self) -> SendError {
+        self.unusable(format!(
+            "the SES account is suspended in region {} — contact AWS support; nothing will send until it is reinstated",
+            self.region
+        ))
+    }
+
+    fn mail_from_unverified(&self) -> SendError {
+        self.unusable(format!(
+            "the custom MAIL FROM domain is not verified in SES region {} — publish its MX and SPF records, or turn the custom MAIL FROM off",
+            self.region
+        ))
+    }
+
     fn credentials(&self) -> SendError {
-        self.permanent(format!(
+        self.unusable(format!(
             "SES rejected the credentials (check the access key and secret, and the region {})",
             self.region
         ))
@@ -131,8 +172,18 @@ impl<'a> Reply<'a> {
         if CREDENTIAL_CODES.contains(&code) {
             return self.credentials();
         }
+        if UNUSABLE_CODES.contains(&code) {
+            return match code {
+                "AccountSuspendedException" => self.suspended(),
+                "MailFromDomainNotVerifiedException" => self.mail_from_unverified(),
+                _ => self.paused(),
+            };
+        }
+        if code == "MessageRejected" {
+            return self.rejected();
+        }
         if code.starts_with("AccessDenied") || self.status == 403 {
-            return self.permanent(format!(
+            return self.unusable(format!(
                 "the credentials are not allowed to do this in SES region {} (AccessDenied) — grant ses:SendEmail on the identity (and check the assumed role's policy)",
                 self.region
             ));
@@ -175,24 +226,27 @@ pub(crate) fn classify_send(err: SdkError<SendEmailError>, region: &str) -> Send
     match e {
         SendEmailError::TooManyRequestsException(_) => reply.throttled(),
         SendEmailError::MessageRejected(_) => reply.rejected(),
-        SendEmailError::MailFromDomainNotVerifiedException(_) => reply.permanent(format!(
-            "the custom MAIL FROM domain is not verified in SES region {region} — publish its MX and SPF records, or turn the custom MAIL FROM off"
-        )),
-        SendEmailError::AccountSuspendedException(_) => reply.permanent(format!(
-            "the SES account is suspended in region {region} — contact AWS support; nothing will send until it is reinstated"
-        )),
-        SendEmailError::SendingPausedException(_) => reply.permanent(format!(
-            "sending is paused for this SES account or its configuration set in region {region} — resume sending in the SES console"
-        )),
+        SendEmailError::MailFromDomainNotVerifiedException(_) => reply.mail_from_unverified(),
+        SendEmailError::AccountSuspendedException(_) => reply.suspended(),
+        SendEmailError::SendingPausedException(_) => reply.paused(),
         SendEmailError::BadRequestException(_) => reply.permanent(format!(
             "SES refused the request as invalid: {}",
             reply.message
         )),
-        SendEmailError::NotFoundException(_) => reply.permanent(format!(
-            "SES could not find a resource the request names (configuration set or template?) in region {region}: {}",
-            reply.message
-        )),
-        SendEmailError::LimitExceededException(_) => reply.permanent(format!(
+        // A missing template is this message's (its provider_options name it); a missing
+        // configuration set or identity is the account's configuration.
+        SendEmailError::NotFoundException(_) => {
+            let message = format!(
+                "SES could not find a resource the request names (configuration set or template?) in region {region}: {}",
+                reply.message
+            );
+            if reply.message.to_ascii_lowercase().contains("template") {
+                reply.permanent(message)
+            } else {
+                reply.unusable(message)
+            }
+        }
+        SendEmailError::LimitExceededException(_) => reply.unusable(format!(
             "an SES limit was exceeded in region {region}: {} — request a quota increase",
             reply.message
         )),
@@ -277,5 +331,47 @@ mod tests {
             .as_deref(),
             Some("SignatureDoesNotMatch")
         );
+    }
+
+    fn reply(code: &str, status: u16, message: &str) -> SendError {
+        Reply {
+            code: code.into(),
+            message: message.into(),
+            status,
+            retry_after: None,
+            region: "eu-west-1",
+        }
+        .by_code()
+    }
+
+    #[test]
+    fn codes_without_a_typed_variant_are_classified_by_name() {
+        for (code, status, words) in [
+            ("AccountSendingPausedException", 400, "paused"),
+            ("ConfigurationSetSendingPausedException", 400, "paused"),
+            ("AccountSuspendedException", 400, "suspended"),
+            ("MailFromDomainNotVerifiedException", 400, "MAIL FROM"),
+            ("InvalidClientTokenId", 403, "rejected the credentials"),
+            ("SignatureDoesNotMatch", 403, "rejected the credentials"),
+            ("AccessDeniedException", 403, "not allowed"),
+            (
+                "MessageRejected",
+                400,
+                "not verified in SES region eu-west-1",
+            ),
+        ] {
+            let e = reply(code, status, "Email address is not verified.");
+            assert!(matches!(e, SendError::Unusable { .. }), "{code}: {e:?}");
+            assert_eq!(e.code(), code);
+            assert!(e.to_string().contains(words), "{code}: {e}");
+        }
+        let e = reply("MessageRejected", 400, "Illegal header");
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        let e = reply("BadRequestException", 400, "Invalid tag");
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        let e = reply("ThrottlingException", 400, "Rate exceeded");
+        assert!(e.is_retryable(), "{e:?}");
+        let e = reply("InternalFailure", 500, "");
+        assert!(e.is_retryable(), "{e:?}");
     }
 }

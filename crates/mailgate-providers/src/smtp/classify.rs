@@ -1,5 +1,9 @@
-//! Classifies SMTP failures into retryable and permanent, with the reply code and an actionable
-//! message. Messages never contain the password, and addresses are replaced by "recipient #n".
+//! Classifies SMTP failures with the reply code and an actionable message: transport failures
+//! and 4xx replies are retryable; 5xx replies that say the server will not take anything from
+//! us (a refused greeting or STARTTLS, failed or required authentication — 530, 535 — a refused
+//! sender, relaying denied, an unverified sender identity) make the provider unusable; other
+//! 5xx replies refuse the message or a recipient for good. Messages never contain the password,
+//! and addresses are replaced by "recipient #n".
 //!
 //! lettre keeps its error kind private, so it is first read into [`Failure`] through lettre's
 //! predicates; the classification is then an exhaustive `match` on (step, failure).
@@ -169,12 +173,12 @@ impl Context<'_> {
                     ),
                     None => "SMTP authentication failed — check the username and password".into(),
                 };
-                SendError::permanent(
+                SendError::unusable(
                     format!("smtp_{code}"),
                     format!("{advice} (server said: {code} {})", self.scrub(&text)),
                 )
             }
-            (Step::Auth, Failure::Client(_)) => SendError::permanent(
+            (Step::Auth, Failure::Client(_)) => SendError::unusable(
                 "smtp_auth_unavailable",
                 format!(
                     "{host}:{port} offers neither AUTH PLAIN nor AUTH LOGIN{}",
@@ -197,7 +201,8 @@ impl Context<'_> {
                     Step::StartTls => "refused STARTTLS",
                     Step::Auth => "refused AUTH",
                 };
-                reply_error(code, format!("server {what}: {code} {}", self.scrub(&text)))
+                let message = format!("server {what}: {code} {}", self.scrub(&text));
+                reply_error(code, message, provider_side(step, code, &text))
             }
             (Step::StartTls | Step::Connect, Failure::Tls(text))
                 if step == Step::StartTls || self.implicit_tls =>
@@ -253,9 +258,10 @@ impl Context<'_> {
         let first = refused
             .iter()
             .find(|(_, code, _)| *code >= 500)
-            .or_else(|| refused.first())
-            .map(|(_, code, _)| *code)
-            .unwrap_or(550);
+            .or_else(|| refused.first());
+        let code = first.map(|(_, code, _)| *code).unwrap_or(550);
+        let provider_side =
+            first.is_some_and(|(_, code, text)| provider_side(Step::RcptTo, *code, text));
         let detail: Vec<String> = refused
             .iter()
             .map(|(i, code, text)| {
@@ -265,13 +271,39 @@ impl Context<'_> {
                 )
             })
             .collect();
-        reply_error(first, detail.join("; "))
+        reply_error(code, detail.join("; "), provider_side)
     }
 }
 
-fn reply_error(code: u16, message: String) -> SendError {
+/// Whether a 5xx reply at `step` says the server takes nothing from us until its operator (or
+/// ours) acts, rather than refusing this message or one of its recipients.
+fn provider_side(step: Step, code: u16, text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let relay_denied = [
+        "relay access denied",
+        "relaying denied",
+        "relay not permitted",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    match step {
+        // The greeting, STARTTLS and AUTH are not about the message at all.
+        Step::Connect | Step::StartTls | Step::Auth => true,
+        // 530: authentication required; 535: credentials refused.
+        _ if matches!(code, 530 | 535) => true,
+        // A refused sender (550, 553, 554; not 552 "too large" or a syntax complaint); SES
+        // SMTP's "554 Message rejected: Email address is not verified" at the end of DATA.
+        Step::MailFrom => matches!(code, 550 | 553 | 554) || relay_denied,
+        Step::RcptTo => relay_denied,
+        Step::Data | Step::EndOfData => lower.contains("not verified"),
+    }
+}
+
+fn reply_error(code: u16, message: String, provider_side: bool) -> SendError {
     if (400..500).contains(&code) {
         SendError::retryable(format!("smtp_{code}"), message)
+    } else if provider_side {
+        SendError::unusable(format!("smtp_{code}"), message)
     } else {
         SendError::permanent(format!("smtp_{code}"), message)
     }
@@ -320,7 +352,12 @@ mod tests {
             Step::EndOfData,
             Failure::Reply(554, "Message rejected".into()),
         );
-        assert!(!e.is_retryable());
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        let e = c.classify(
+            Step::EndOfData,
+            Failure::Reply(552, "5.3.4 Message size exceeds fixed limit".into()),
+        );
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
         let e = c.recipients_refused(
             3,
             &[
@@ -329,7 +366,7 @@ mod tests {
             ],
         );
         assert_eq!(e.code(), "smtp_550");
-        assert!(!e.is_retryable());
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
         let text = e.to_string();
         assert!(
             text.contains("recipient #2 of 3 refused: 451 <recipient #2> busy"),
@@ -339,15 +376,60 @@ mod tests {
     }
 
     #[test]
-    fn auth_failures_are_permanent_and_actionable() {
+    fn provider_side_refusals_are_unusable() {
+        let c = ctx(&[]);
+        for (step, code, text) in [
+            (Step::Connect, 554, "5.7.1 no SMTP service for you"),
+            (Step::StartTls, 554, "5.7.3 TLS not available"),
+            (Step::MailFrom, 530, "5.7.0 Authentication required"),
+            (Step::MailFrom, 535, "5.7.8 Authentication credentials invalid"),
+            (Step::MailFrom, 553, "5.7.1 Sender address rejected: not owned by user"),
+            (Step::MailFrom, 550, "5.7.1 Sender address rejected: access denied"),
+            (
+                Step::EndOfData,
+                554,
+                "Message rejected: Email address is not verified. The following identities failed the check in region EU-WEST-1: a@b.example",
+            ),
+        ] {
+            let e = c.classify(step, Failure::Reply(code, text.into()));
+            assert!(matches!(e, SendError::Unusable { .. }), "{step:?} {code}: {e:?}");
+            assert_eq!(e.code(), format!("smtp_{code}"));
+        }
+        let e = c.recipients_refused(
+            2,
+            &[
+                (
+                    1,
+                    554,
+                    "5.7.1 <ann@example.org>: Relay access denied".into(),
+                ),
+                (2, 554, "5.7.1 <bo@example.org>: Relay access denied".into()),
+            ],
+        );
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        // A recipient or message refusal stays the message's.
+        let e = c.classify(Step::MailFrom, Failure::Reply(552, "5.3.4 too big".into()));
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+        let e = c.classify(
+            Step::RcptTo,
+            Failure::Reply(550, "5.1.1 no such user".into()),
+        );
+        assert!(matches!(e, SendError::Permanent { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn auth_failures_make_the_provider_unusable_and_say_what_to_do() {
         let c = ctx(&[]);
         let e = c.classify(
             Step::Auth,
             Failure::Reply(535, "5.7.8 bad credentials".into()),
         );
         assert_eq!(e.code(), "smtp_535");
-        assert!(!e.is_retryable());
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
         assert!(e.to_string().contains("check the username and password"));
+        let e = c.classify(Step::Auth, Failure::Client("no mechanism".into()));
+        assert!(matches!(e, SendError::Unusable { .. }), "{e:?}");
+        assert_eq!(e.code(), "smtp_auth_unavailable");
         let e = c.classify(Step::Auth, Failure::Reply(454, "4.7.0 try later".into()));
         assert!(e.is_retryable());
         let ses = Context {
