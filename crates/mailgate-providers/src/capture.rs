@@ -105,9 +105,57 @@ impl Provider for CaptureProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        Ok(VerifyReport::from_checks(vec![VerifyCheck::ok(
-            CheckAspect::Connection,
-            "capture stores messages locally; nothing is sent",
-        )]))
+        Ok(VerifyReport::from_checks(vec![
+            VerifyCheck::ok(
+                CheckAspect::Connection,
+                "capture stores messages locally; nothing is sent",
+            ),
+            VerifyCheck::skipped(CheckAspect::Credentials, "capture needs no credentials"),
+            VerifyCheck::skipped(
+                CheckAspect::Sender,
+                "capture takes any sender: nothing leaves mailgate",
+            ),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgate_core::provider::CheckStatus;
+    use mailgate_core::store::StoreError;
+    use mailgate_core::{EnvironmentId, SystemClock};
+
+    struct Nowhere;
+
+    #[async_trait]
+    impl CaptureStore for Nowhere {
+        async fn capture(&self, _: &CapturedMessage) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn list_captured(
+            &self,
+            _: &EnvironmentId,
+            _: u32,
+        ) -> Result<Vec<CapturedMessage>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_has_nothing_to_fail() {
+        let p = CaptureProvider::new(Arc::new(Nowhere), Arc::new(SystemClock));
+        let report = p.verify().await.unwrap();
+        assert!(report.ok);
+        let statuses: Vec<(CheckAspect, CheckStatus)> =
+            report.checks.iter().map(|c| (c.aspect, c.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                (CheckAspect::Connection, CheckStatus::Ok),
+                (CheckAspect::Credentials, CheckStatus::Skipped),
+                (CheckAspect::Sender, CheckStatus::Skipped),
+            ]
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod sendgrid;
 pub mod ses;
 pub mod smtp;
+mod verify;
 pub mod webhook;
 
 pub use capture::CaptureProvider;

@@ -1,6 +1,6 @@
 //! The Mailgun provider against Prism serving Mailgun's official OpenAPI spec (patched so that
 //! Prism reads repeated multipart fields as arrays) and against wiremock for the exact form, the
-//! answers Prism cannot give (rate limits, 5xx, timeouts) and `verify`.
+//! answers Prism cannot give (rate limits, 5xx, timeouts). `verify` is in `mailgun_verify.rs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use mailgate_core::provider::{Provider, SendError};
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::prism::{specs_dir, PrismPeer};
 use serde_json::json;
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn mailbox(s: &str) -> Mailbox {
@@ -406,86 +406,4 @@ async fn eu_region_uses_the_eu_host() {
     // An EU configuration with an endpoint override still names its region in messages.
     let e = send_with_answer(ResponseTemplate::new(404), "&region=eu").await;
     assert!(e.to_string().contains("region eu"), "{e}");
-}
-
-async fn verify_with(answer: ResponseTemplate) -> mailgate_core::provider::VerifyReport {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v4/domains/mg.acme.com"))
-        .and(header("authorization", "Basic YXBpOmtleS10ZXN0"))
-        .respond_with(answer)
-        .expect(1)
-        .mount(&server)
-        .await;
-    wiremock_provider(&server, "").await.verify().await.unwrap()
-}
-
-#[tokio::test]
-async fn verify_reports_the_domain_state() {
-    let report = verify_with(ResponseTemplate::new(200).set_body_json(json!({
-        "domain": {"name": "mg.acme.com", "state": "active", "type": "custom", "is_disabled": false},
-        "sending_dns_records": [{"record_type": "TXT", "name": "mg.acme.com", "valid": "valid"}]
-    })))
-    .await;
-    assert!(report.ok, "{report:?}");
-    assert!(report
-        .checks
-        .iter()
-        .any(|c| c == "domain mg.acme.com is active in region us"));
-
-    let report = verify_with(ResponseTemplate::new(200).set_body_json(json!({
-        "domain": {"name": "mg.acme.com", "state": "unverified", "type": "custom"},
-        "sending_dns_records": [
-            {"record_type": "TXT", "name": "mg.acme.com", "valid": "unknown"},
-            {"record_type": "CNAME", "name": "email.mg.acme.com", "valid": "valid"}
-        ]
-    })))
-    .await;
-    assert!(!report.ok);
-    assert!(
-        report
-            .checks
-            .iter()
-            .any(|c| c == "domain mg.acme.com is unverified: add its DNS records"),
-        "{report:?}"
-    );
-    assert!(
-        report
-            .checks
-            .iter()
-            .any(|c| c.contains("TXT mg.acme.com is not valid yet")),
-        "{report:?}"
-    );
-    assert!(!report.checks.iter().any(|c| c.contains("CNAME")));
-
-    let report = verify_with(ResponseTemplate::new(200).set_body_json(json!({
-        "domain": {"state": "active", "disabled": {"code": "blacklisted", "reason": "abuse", "permanently": true}}
-    })))
-    .await;
-    assert!(
-        !report.ok && report.checks.iter().any(|c| c.contains("disabled (abuse)")),
-        "{report:?}"
-    );
-
-    let report = verify_with(ResponseTemplate::new(401).set_body_string("Forbidden")).await;
-    assert!(!report.ok);
-    assert!(
-        report.checks[0].contains("rejected the API key"),
-        "{report:?}"
-    );
-}
-
-#[tokio::test]
-async fn verify_fails_as_retryable_when_mailgun_is_down() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
-    let e = wiremock_provider(&server, "")
-        .await
-        .verify()
-        .await
-        .unwrap_err();
-    assert!(e.is_retryable());
 }

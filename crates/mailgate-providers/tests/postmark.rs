@@ -12,7 +12,9 @@ use std::time::Duration;
 use mailgate_core::address::Mailbox;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError, VerifyReport};
+use mailgate_core::provider::{
+    CheckAspect, CheckStatus, Provider, SendError, VerifyCheck, VerifyReport,
+};
 use mailgate_providers::ProviderConfig;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -325,18 +327,31 @@ async fn verify(server: &MockServer, extra: &str) -> VerifyReport {
     provider(server, extra).await.verify().await.unwrap()
 }
 
+fn has(report: &VerifyReport, aspect: CheckAspect, status: CheckStatus, text: &str) -> bool {
+    report
+        .about(aspect)
+        .any(|c| c.status == status && c.detail.contains(text))
+}
+
 #[tokio::test]
 async fn verify_without_account_token_checks_the_server_and_stream() {
     let server = MockServer::start().await;
     verify_server(&server, stream_ok()).await;
     let report = verify(&server, "").await;
-    assert!(report.ok, "{report:?}");
+    assert!(report.ok, "{report:#?}");
     assert_eq!(
         report.checks,
         [
-            "server token accepted (server 'Acme production')",
-            "message stream 'outbound' exists (Transactional)",
-            "sender signatures and domains not checked: verifying them needs the account token (account_token=…)",
+            VerifyCheck::ok(CheckAspect::Credentials, "server token accepted (server 'Acme production')"),
+            VerifyCheck::ok(CheckAspect::Sender, "message stream 'outbound' exists (Transactional)"),
+            VerifyCheck::skipped(
+                CheckAspect::Sender,
+                "sender signatures and domains not checked: verifying them needs the account token (account_token=…)"
+            ),
+            VerifyCheck::skipped(
+                CheckAspect::Quota,
+                "Postmark's API does not report credits or account approval; a send that meets them fails with ErrorCode 405 or 412"
+            ),
         ]
     );
 
@@ -352,7 +367,35 @@ async fn verify_without_account_token_checks_the_server_and_stream() {
     .await;
     let report = verify(&server, "").await;
     assert!(!report.ok);
-    assert!(report.checks[1].contains("not found"), "{report:?}");
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Failed,
+            "not found"
+        ),
+        "{report:#?}"
+    );
+
+    let server = MockServer::start().await;
+    verify_server(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({
+            "ID": "outbound", "MessageStreamType": "Broadcasts", "ArchivedAt": null
+        })),
+    )
+    .await;
+    let report = verify(&server, "").await;
+    assert!(report.ok, "{report:#?}");
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Warning,
+            "broadcast stream"
+        ),
+        "{report:#?}"
+    );
 
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -362,8 +405,37 @@ async fn verify_without_account_token_checks_the_server_and_stream() {
     let report = verify(&server, "").await;
     assert!(!report.ok);
     assert!(
-        report.checks[0].contains("rejected the server token"),
-        "{report:?}"
+        has(
+            &report,
+            CheckAspect::Credentials,
+            CheckStatus::Failed,
+            "rejected the server token"
+        ),
+        "{report:#?}"
+    );
+    assert!(!report.checks.iter().any(|c| c.detail.contains(TOKEN)));
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Skipped,
+        "refused"
+    ));
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let report = verify(&server, "").await;
+    assert!(!report.ok);
+    assert!(
+        has(
+            &report,
+            CheckAspect::Connection,
+            CheckStatus::Failed,
+            "http_503"
+        ),
+        "{report:#?}"
     );
 }
 
@@ -404,25 +476,53 @@ async fn verify_with_account_token_checks_the_sender() {
         verify_server(&server, stream_ok()).await;
         account(&server, senders.clone(), domains.clone()).await;
         let report = verify(&server, &format!("&account_token=acct&from={from}")).await;
-        assert_eq!(report.ok, ok, "{from}: {report:?}");
-        assert!(
-            report.checks.iter().any(|c| c.starts_with(line)),
-            "{from}: {report:?}"
-        );
+        assert_eq!(report.ok, ok, "{from}: {report:#?}");
+        let check = report
+            .about(CheckAspect::Sender)
+            .find(|c| c.detail.starts_with(line))
+            .unwrap_or_else(|| panic!("{from}: {report:#?}"));
+        let expected = match from {
+            "noreply@acme.com" => CheckStatus::Ok,
+            // DKIM verified, Return-Path not: sending works, something needs attention.
+            "hi@mail.acme.com" => CheckStatus::Warning,
+            _ => CheckStatus::Failed,
+        };
+        assert_eq!(check.status, expected, "{from}");
+        assert!(has(
+            &report,
+            CheckAspect::Credentials,
+            CheckStatus::Ok,
+            "account token accepted"
+        ));
     }
 
-    // Without a configured sender: every signature and domain is listed.
+    // Without a configured sender: signatures are counted (they are addresses), domains named.
     let server = MockServer::start().await;
     verify_server(&server, stream_ok()).await;
     account(&server, senders, domains).await;
     let report = verify(&server, "&account_token=acct").await;
-    assert!(report.ok, "{report:?}");
+    assert!(report.ok, "{report:#?}");
     assert!(
-        report
-            .checks
-            .iter()
-            .any(|c| c.contains("billing@other.com: NOT confirmed")),
-        "{report:?}"
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Warning,
+            "2 sender signature(s), 1 confirmed"
+        ),
+        "{report:#?}"
+    );
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Warning,
+            "domain mail.acme.com: DKIM verified"
+        ),
+        "{report:#?}"
+    );
+    assert!(
+        !report.checks.iter().any(|c| c.detail.contains('@')),
+        "no addresses beyond the configured sender: {report:#?}"
     );
 
     // A wrong account token.
@@ -434,12 +534,21 @@ async fn verify_with_account_token_checks_the_sender() {
         .mount(&server)
         .await;
     let report = verify(&server, "&account_token=bad").await;
-    assert!(!report.ok);
+    // Sending needs only the server token.
+    assert!(report.ok, "{report:#?}");
     assert!(
-        report
-            .checks
-            .iter()
-            .any(|c| c.contains("rejected the account token")),
-        "{report:?}"
+        has(
+            &report,
+            CheckAspect::Credentials,
+            CheckStatus::Warning,
+            "rejected the account token"
+        ),
+        "{report:#?}"
     );
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Skipped,
+        "account token was refused"
+    ));
 }

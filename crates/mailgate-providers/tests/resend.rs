@@ -10,7 +10,7 @@ use base64::Engine as _;
 use mailgate_core::address::Mailbox;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError};
+use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, SendError, VerifyReport};
 use mailgate_providers::resend::send_request;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::prism::PrismPeer;
@@ -402,11 +402,47 @@ async fn verify_reports_the_from_domain() {
         .verify()
         .await
         .unwrap();
-    assert!(report.ok, "{report:?}");
-    let all = report.checks.join("\n");
-    assert!(all.contains("acme.com is verified"), "{all}");
-    assert!(all.contains("opens on, clicks off"), "{all}");
-    assert!(all.contains("pending.io (pending)"), "{all}");
+    assert!(report.ok, "{report:#?}");
+    assert!(has(
+        &report,
+        CheckAspect::Credentials,
+        CheckStatus::Ok,
+        "API key accepted"
+    ));
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Ok,
+            "From domain acme.com is verified in Resend (us-east-1)"
+        ),
+        "{report:#?}"
+    );
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Ok,
+        "opens on, clicks off"
+    ));
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Warning,
+            "pending.io (pending)"
+        ),
+        "{report:#?}"
+    );
+    assert!(has(
+        &report,
+        CheckAspect::Region,
+        CheckStatus::Ok,
+        "sends from region us-east-1"
+    ));
+    assert_eq!(
+        report.about(CheckAspect::Quota).next().map(|c| c.status),
+        Some(CheckStatus::Skipped)
+    );
 
     let report = at(&server, "&from=noreply@pending.io")
         .await
@@ -414,7 +450,18 @@ async fn verify_reports_the_from_domain() {
         .await
         .unwrap();
     assert!(!report.ok);
-    assert!(report.checks.join("\n").contains("pending.io is pending"));
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Failed,
+        "pending.io is pending"
+    ));
+    assert!(has(
+        &report,
+        CheckAspect::Region,
+        CheckStatus::Ok,
+        "eu-west-1"
+    ));
 
     let report = at(&server, "&from=noreply@other.org")
         .await
@@ -422,10 +469,56 @@ async fn verify_reports_the_from_domain() {
         .await
         .unwrap();
     assert!(!report.ok);
-    assert!(report
-        .checks
-        .join("\n")
-        .contains("other.org is not in this Resend account"));
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Failed,
+        "other.org is not in this Resend account"
+    ));
+}
+
+fn has(report: &VerifyReport, aspect: CheckAspect, status: CheckStatus, text: &str) -> bool {
+    report
+        .about(aspect)
+        .any(|c| c.status == status && c.detail.contains(text))
+}
+
+#[tokio::test]
+async fn verify_against_the_official_spec() {
+    let prism = PrismPeer::start("resend.yaml");
+    let resend = provider(&format!(
+        "resend+api://{KEY}@default?endpoint={}&from=noreply@example.com",
+        prism.endpoint
+    ))
+    .await;
+    let report = resend.verify().await.unwrap();
+    // Prism answers with the schema's example domain, example.com in us-east-1, in the first
+    // status of the enum (pending): not verified.
+    assert!(
+        has(
+            &report,
+            CheckAspect::Credentials,
+            CheckStatus::Ok,
+            "API key accepted"
+        ),
+        "{report:#?}\n{}",
+        prism.output()
+    );
+    assert!(
+        has(
+            &report,
+            CheckAspect::Sender,
+            CheckStatus::Failed,
+            "From domain example.com is pending in Resend, not verified"
+        ),
+        "{report:#?}"
+    );
+    assert!(
+        has(&report, CheckAspect::Region, CheckStatus::Ok, "us-east-1"),
+        "{report:#?}"
+    );
+    assert!(!report.ok);
+    assert_no_violation(&prism.output());
 }
 
 #[tokio::test]
@@ -438,7 +531,18 @@ async fn verify_reports_a_bad_or_restricted_key() {
         .await;
     let report = at(&server, "").await.verify().await.unwrap();
     assert!(!report.ok);
-    assert!(report.checks.join("\n").contains("rejected the API key"));
+    assert!(has(
+        &report,
+        CheckAspect::Credentials,
+        CheckStatus::Failed,
+        "rejected the API key"
+    ));
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Skipped,
+        "not checked"
+    ));
 
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -456,7 +560,18 @@ async fn verify_reports_a_bad_or_restricted_key() {
         .await
         .unwrap();
     assert!(report.ok, "a sending-only key can send: {report:?}");
-    assert!(report.checks.join("\n").contains("sending access only"));
+    assert!(has(
+        &report,
+        CheckAspect::Credentials,
+        CheckStatus::Ok,
+        "sending access only"
+    ));
+    assert!(has(
+        &report,
+        CheckAspect::Sender,
+        CheckStatus::Skipped,
+        "From domain was not checked"
+    ));
 
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -464,10 +579,15 @@ async fn verify_reports_a_bad_or_restricted_key() {
         .respond_with(error(500, "application_error", "boom"))
         .mount(&server)
         .await;
-    assert!(at(&server, "")
-        .await
-        .verify()
-        .await
-        .unwrap_err()
-        .is_retryable());
+    let report = at(&server, "").await.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        has(
+            &report,
+            CheckAspect::Connection,
+            CheckStatus::Failed,
+            "application_error"
+        ),
+        "{report:#?}"
+    );
 }

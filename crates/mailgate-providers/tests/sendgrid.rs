@@ -11,7 +11,7 @@ use base64::Engine as _;
 use mailgate_core::address::Mailbox;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError};
+use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, SendError, VerifyReport};
 use mailgate_providers::sendgrid::send_request;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::prism::PrismPeer;
@@ -331,8 +331,14 @@ async fn permanent_and_unusable_errors_carry_actionable_messages() {
     }
 }
 
-fn domains_and_senders(server: &MockServer) -> [Mock; 2] {
-    let _ = server;
+fn scopes(scopes: &[&str]) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/scopes"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"scopes": scopes})))
+}
+
+fn domains_and_senders() -> [Mock; 2] {
     [
         Mock::given(method("GET"))
             .and(path("/v3/whitelabel/domains"))
@@ -350,10 +356,19 @@ fn domains_and_senders(server: &MockServer) -> [Mock; 2] {
     ]
 }
 
+fn has(report: &VerifyReport, aspect: CheckAspect, status: CheckStatus, text: &str) -> bool {
+    report
+        .about(aspect)
+        .any(|c| c.status == status && c.detail.contains(text))
+}
+
 #[tokio::test]
-async fn verify_reports_domains_and_senders() {
+async fn verify_reports_scopes_domains_and_senders() {
     let server = MockServer::start().await;
-    for m in domains_and_senders(&server) {
+    scopes(&["mail.send", "sender_verification_eligible"])
+        .mount(&server)
+        .await;
+    for m in domains_and_senders() {
         m.mount(&server).await;
     }
     let check = |from: &'static str| {
@@ -367,24 +382,91 @@ async fn verify_reports_domains_and_senders() {
         }
     };
     let r = check("noreply@mail.acme.com").await;
-    assert!(r.ok, "{r:?}");
-    assert!(r
-        .checks
-        .join("\n")
-        .contains("domain acme.com is authenticated"));
-    assert!(r.checks.join("\n").contains("do not validate: broken.io"));
+    assert!(r.ok, "{r:#?}");
+    assert!(
+        has(&r, CheckAspect::Credentials, CheckStatus::Ok, "mail.send"),
+        "{r:#?}"
+    );
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Ok,
+        "domain acme.com is authenticated"
+    ));
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Warning,
+        "do not validate: broken.io"
+    ));
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Ok,
+        "1 verified Single Sender(s)"
+    ));
+    assert!(
+        !r.checks.iter().any(|c| c.detail.contains("ops@single.org")),
+        "Single Senders are counted, not listed: {r:#?}"
+    );
+    assert!(
+        has(
+            &r,
+            CheckAspect::Region,
+            CheckStatus::Ok,
+            "region global, through the endpoint override 127.0.0.1:"
+        ),
+        "{r:#?}"
+    );
+    assert!(has(&r, CheckAspect::Quota, CheckStatus::Skipped, "credits"));
     let r = check("ops@single.org").await;
-    assert!(r.ok, "{r:?}");
-    assert!(r.checks.join("\n").contains("verified Single Sender"));
+    assert!(r.ok, "{r:#?}");
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Ok,
+        "verified Single Sender in SendGrid"
+    ));
     let r = check("new@pending.org").await;
     assert!(!r.ok);
-    assert!(r.checks.join("\n").contains("not verified yet"));
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Failed,
+        "not verified yet"
+    ));
     let r = check("x@broken.io").await;
     assert!(!r.ok);
-    assert!(r
-        .checks
-        .join("\n")
-        .contains("not a verified sender identity"));
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Failed,
+        "not a verified sender identity"
+    ));
+}
+
+#[tokio::test]
+async fn verify_reports_a_key_without_mail_send() {
+    let server = MockServer::start().await;
+    scopes(&["alerts.read"]).mount(&server).await;
+    for m in domains_and_senders() {
+        m.mount(&server).await;
+    }
+    let r = at(&server, "&region=eu").await.verify().await.unwrap();
+    assert!(!r.ok);
+    assert!(
+        has(
+            &r,
+            CheckAspect::Credentials,
+            CheckStatus::Failed,
+            "lacks the mail.send permission"
+        ),
+        "{r:#?}"
+    );
+    assert!(
+        has(&r, CheckAspect::Region, CheckStatus::Ok, "region eu"),
+        "{r:#?}"
+    );
 }
 
 #[tokio::test]
@@ -401,11 +483,24 @@ async fn verify_reports_key_problems() {
         .unwrap();
     assert!(!r.ok);
     assert!(
-        r.checks.join("\n").contains("rejected the API key"),
-        "{r:?}"
+        has(
+            &r,
+            CheckAspect::Credentials,
+            CheckStatus::Failed,
+            "rejected the API key"
+        ),
+        "{r:#?}"
     );
+    assert!(has(
+        &r,
+        CheckAspect::Sender,
+        CheckStatus::Skipped,
+        "not checked"
+    ));
 
+    // A key that may only send: it reads its scopes, nothing else.
     let server = MockServer::start().await;
+    scopes(&["mail.send"]).mount(&server).await;
     Mock::given(method("GET"))
         .respond_with(errors(403, None, "access forbidden"))
         .mount(&server)
@@ -415,18 +510,32 @@ async fn verify_reports_key_problems() {
         .verify()
         .await
         .unwrap();
-    assert!(r.ok, "a mail.send-only key may still send: {r:?}");
-    assert!(r.checks.join("\n").contains("cannot read senders"), "{r:?}");
+    assert!(r.ok, "a mail.send-only key may still send: {r:#?}");
+    assert!(has(
+        &r,
+        CheckAspect::Credentials,
+        CheckStatus::Ok,
+        "mail.send"
+    ));
+    assert!(
+        has(
+            &r,
+            CheckAspect::Sender,
+            CheckStatus::Skipped,
+            "cannot read senders"
+        ),
+        "{r:#?}"
+    );
 
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(errors(500, None, "boom"))
         .mount(&server)
         .await;
-    assert!(at(&server, "")
-        .await
-        .verify()
-        .await
-        .unwrap_err()
-        .is_retryable());
+    let r = at(&server, "").await.verify().await.unwrap();
+    assert!(!r.ok);
+    assert!(
+        has(&r, CheckAspect::Connection, CheckStatus::Failed, "http_500"),
+        "{r:#?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! The SES provider against real peers: moto_server (signature checking on) for sends, auth and
-//! identities; wiremock for what moto cannot produce (throttling, 5xx, quotas, request bodies).
+//! The SES provider's sends against real peers: moto_server (signature checking on) for sends
+//! and auth; wiremock for what moto cannot produce (throttling, 5xx, quotas, request bodies).
+//! `verify` is in `ses_verify.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,64 +148,6 @@ async fn moto_unverified_sender_makes_the_provider_unusable_with_an_actionable_m
     assert!(
         !message.contains("unverified.example"),
         "no addresses in errors: {message}"
-    );
-}
-
-#[tokio::test]
-async fn moto_verify_reports_the_verified_identities() {
-    let peer = MotoPeer::start().await;
-    peer.verify_identity("acme.com").await;
-    peer.verify_identity("ops@other.example").await;
-    // moto 5.2 fails every signed GET to SES v2 (see the peer's docs): read with checking off.
-    peer.set_unauthenticated_actions(f64::INFINITY).await;
-    let ses = moto_provider(
-        &peer,
-        &peer.secret_access_key,
-        "&from=noreply@mail.acme.com",
-    )
-    .await;
-    let report = ses.verify().await.unwrap();
-    let all = report.checks.join("\n");
-    assert!(report.ok, "{all}");
-    assert!(
-        all.contains(
-            "sender noreply@mail.acme.com: domain acme.com verified for sending in us-east-1"
-        ),
-        "{all}"
-    );
-    // moto has no GetAccount and, for this SDK's ListEmailIdentities route, no listing: the
-    // report says so instead of failing (wiremock covers both below).
-    assert!(all.contains("account details unavailable"), "{all}");
-    assert!(all.contains("could not list identities"), "{all}");
-
-    let ses = moto_provider(
-        &peer,
-        &peer.secret_access_key,
-        "&from=Ops <ops@other.example>",
-    )
-    .await;
-    let report = ses.verify().await.unwrap();
-    assert!(
-        report.checks.iter().any(|c| c == "sender ops@other.example: address ops@other.example verified for sending in us-east-1"),
-        "{:?}",
-        report.checks
-    );
-
-    let ses = moto_provider(
-        &peer,
-        &peer.secret_access_key,
-        "&from=noreply@elsewhere.example",
-    )
-    .await;
-    let report = ses.verify().await.unwrap();
-    assert!(!report.ok);
-    assert!(
-        report
-            .checks
-            .iter()
-            .any(|c| c.contains("no verified identity covers it in us-east-1")),
-        "{:?}",
-        report.checks
     );
 }
 
@@ -430,76 +373,13 @@ async fn rejected_message_is_permanent_and_account_problems_unusable() {
     }
 }
 
+/// A GetAccount answer with this quota.
 fn account(production: bool, daily: f64, rate: f64) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "ProductionAccessEnabled": production,
         "SendingEnabled": true,
         "SendQuota": {"Max24HourSend": daily, "MaxSendRate": rate, "SentLast24Hours": 3.0}
     }))
-}
-
-#[tokio::test]
-async fn verify_reports_sandbox_and_quota() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/email/account"))
-        .respond_with(account(false, 200.0, 1.0))
-        .mount(&server)
-        .await;
-    // aws-sdk-sesv2 1.145 lists identities with POST /v2/email/list-identities.
-    Mock::given(method("POST"))
-        .and(path("/v2/email/list-identities"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"EmailIdentities": [
-            {"IdentityType": "DOMAIN", "IdentityName": "acme.com", "SendingEnabled": true, "VerificationStatus": "SUCCESS"},
-            {"IdentityType": "DOMAIN", "IdentityName": "new.example", "SendingEnabled": false, "VerificationStatus": "PENDING"}
-        ]})))
-        .mount(&server)
-        .await;
-    let report = wiremock_provider(&server, "").await.verify().await;
-    let reqs: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.url.to_string())
-        .collect();
-    let report = report.unwrap_or_else(|e| panic!("{e:?} {reqs:?}"));
-    assert!(report.ok, "{:?}", report.checks);
-    assert!(report
-        .checks
-        .contains(&"credentials accepted by SES in us-east-1".to_owned()));
-    assert!(
-        report.checks.contains(
-            &"account in sandbox: only verified recipients, 200 per day, 1 per second".to_owned()
-        ),
-        "{:?}",
-        report.checks
-    );
-    assert!(report
-        .checks
-        .contains(&"verified identities in us-east-1: acme.com".to_owned()));
-    assert!(report.checks.iter().any(|c| c.contains("new.example")));
-}
-
-#[tokio::test]
-async fn verify_reports_refused_credentials() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/email/account"))
-        .respond_with(ses_error(
-            403,
-            "InvalidClientTokenId",
-            "The security token included in the request is invalid.",
-        ))
-        .mount(&server)
-        .await;
-    let report = wiremock_provider(&server, "").await.verify().await.unwrap();
-    assert!(!report.ok);
-    assert!(
-        report.checks[0].contains("SES rejected the credentials"),
-        "{:?}",
-        report.checks
-    );
 }
 
 #[tokio::test]

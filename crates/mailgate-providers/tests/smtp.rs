@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError};
+use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, SendError, VerifyCheck};
 use mailgate_core::{EnvironmentId, Mailbox, MessageId};
 use mailgate_providers::config::ProviderConfig;
 use mailgate_testkit::peers::smtp::{SmtpPeer, SmtpPeerOptions, SmtpPeerTls};
@@ -401,11 +401,29 @@ async fn verify_reports_each_check() {
     ))
     .await;
     let report = p.verify().await.unwrap();
-    assert!(report.ok, "{report:?}");
-    assert!(report.checks[0].starts_with(&format!("connected to 127.0.0.1:{}", peer.port)));
-    assert_eq!(report.checks[1], "STARTTLS ok");
-    assert_eq!(report.checks[2], format!("authenticated as {USER}"));
+    assert!(report.ok, "{report:#?}");
+    let c = &report.checks;
+    assert_eq!(
+        (c[0].aspect, c[0].status),
+        (CheckAspect::Connection, CheckStatus::Ok)
+    );
+    assert!(c[0]
+        .detail
+        .starts_with(&format!("connected to 127.0.0.1:{}", peer.port)));
+    assert_eq!(
+        c[1],
+        VerifyCheck::ok(CheckAspect::Connection, "STARTTLS ok")
+    );
+    assert_eq!(
+        c[2],
+        VerifyCheck::ok(CheckAspect::Credentials, format!("authenticated as {USER}"))
+    );
+    assert_eq!(
+        (c[3].aspect, c[3].status),
+        (CheckAspect::Sender, CheckStatus::Skipped)
+    );
 
+    // A wrong password: the connection is fine, the credentials fail.
     let p = provider(&format!(
         "smtp://{USER}:nope@127.0.0.1:{}?ca_file={}",
         peer.port,
@@ -414,10 +432,52 @@ async fn verify_reports_each_check() {
     .await;
     let report = p.verify().await.unwrap();
     assert!(!report.ok);
-    assert_eq!(report.checks[1], "STARTTLS ok");
-    assert!(
-        report.checks[2].contains("authentication failed"),
-        "{report:?}"
+    assert_eq!(
+        report.checks[1],
+        VerifyCheck::ok(CheckAspect::Connection, "STARTTLS ok")
+    );
+    let auth = &report.checks[2];
+    assert_eq!(
+        (auth.aspect, auth.status),
+        (CheckAspect::Credentials, CheckStatus::Failed)
+    );
+    assert!(auth.detail.contains("authentication failed"), "{report:#?}");
+    assert!(!auth.detail.contains("nope"), "{auth:?}");
+
+    // Without credentials against a server that wants them: nothing to fail at connect time.
+    let p = provider(&format!(
+        "smtp://127.0.0.1:{}?ca_file={}",
+        peer.port,
+        ca(&peer)
+    ))
+    .await;
+    let report = p.verify().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(
+        report
+            .about(CheckAspect::Credentials)
+            .next()
+            .map(|c| c.status),
+        Some(CheckStatus::Skipped)
+    );
+
+    // A closed port: a connection failure, and AUTH not tried.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let p = provider(&format!("smtp://u:p@127.0.0.1:{port}?timeout_seconds=3")).await;
+    let report = p.verify().await.unwrap();
+    assert!(!report.ok);
+    let c = &report.checks;
+    assert_eq!(
+        (c[0].aspect, c[0].status),
+        (CheckAspect::Connection, CheckStatus::Failed)
+    );
+    assert!(c[0].detail.starts_with("smtp_connect"), "{c:?}");
+    assert_eq!(
+        (c[1].aspect, c[1].status),
+        (CheckAspect::Credentials, CheckStatus::Skipped)
     );
 }
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use mailgate_core::message::ClaimedMessage;
 use mailgate_core::provider::{
-    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
 };
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{RequestBuilder, StatusCode};
@@ -16,6 +16,7 @@ use super::mapping::build_form;
 use super::{MailgunConfig, MailgunRegion};
 use crate::config::ConfigError;
 use crate::http::transport_error;
+use crate::verify::{not_checked, region_check, request_failed};
 
 /// Mailgun's HTTP API for one sending domain.
 pub struct MailgunProvider {
@@ -75,8 +76,14 @@ impl MailgunProvider {
         Ok((status, headers, body.to_vec()))
     }
 
-    /// Reads the domain and reports its state, disabling and DNS records.
-    fn describe_domain(&self, body: &[u8], report: &mut VerifyReport) {
+    /// Where requests go: the region, and the host when an endpoint override replaces it.
+    fn region_check(&self) -> VerifyCheck {
+        region_check(self.region.as_str(), &self.base, self.region.base_url())
+    }
+
+    /// Reads the domain: its state and DNS records (`Sender`), its type (`Quota`: a sandbox
+    /// domain delivers only to authorized recipients).
+    fn describe_domain(&self, body: &[u8], checks: &mut Vec<VerifyCheck>) {
         let value: Value = serde_json::from_slice(body).unwrap_or_default();
         let domain = value.get("domain").unwrap_or(&Value::Null);
         let state = domain
@@ -87,37 +94,32 @@ impl MailgunProvider {
             || domain.get("disabled").is_some_and(|d| !d.is_null());
         let region = self.region.as_str();
         let name = &self.domain;
-        if disabled {
-            report.ok = false;
+        checks.push(if disabled {
             let reason = domain
                 .pointer("/disabled/reason")
                 .and_then(Value::as_str)
-                .map(|r| format!(" ({r})"))
+                .map(|r| format!(" ({})", crate::reply_text::safe(r)))
                 .unwrap_or_default();
-            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Ok, format!(
-                "domain {name} is disabled{reason}: Mailgun will not send from it — contact Mailgun support"
-            )));
+            VerifyCheck::failed(
+                CheckAspect::Sender,
+                format!("domain {name} is disabled{reason}: Mailgun will not send from it — contact Mailgun support"),
+            )
         } else if state.eq_ignore_ascii_case("active") {
-            report.checks.push(VerifyCheck::new(
+            VerifyCheck::ok(
                 CheckAspect::Sender,
-                CheckStatus::Ok,
                 format!("domain {name} is active in region {region}"),
-            ));
+            )
         } else if state.eq_ignore_ascii_case("unverified") {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(
+            VerifyCheck::failed(
                 CheckAspect::Sender,
-                CheckStatus::Failed,
                 format!("domain {name} is unverified: add its DNS records"),
-            ));
+            )
         } else {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(
+            VerifyCheck::failed(
                 CheckAspect::Sender,
-                CheckStatus::Failed,
                 format!("domain {name} is in state '{state}', not active — it cannot send yet"),
-            ));
-        }
+            )
+        });
         let records = value
             .get("sending_dns_records")
             .and_then(Value::as_array)
@@ -127,9 +129,8 @@ impl MailgunProvider {
             let valid = record.get("valid").and_then(Value::as_str).unwrap_or("");
             if !valid.eq_ignore_ascii_case("valid") {
                 let get = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("?");
-                report.checks.push(VerifyCheck::new(
+                checks.push(VerifyCheck::warning(
                     CheckAspect::Sender,
-                    CheckStatus::Ok,
                     format!(
                         "DNS record {} {} is not valid yet ({})",
                         get("record_type"),
@@ -139,14 +140,42 @@ impl MailgunProvider {
                 ));
             }
         }
-        if domain.get("type").and_then(Value::as_str) == Some("sandbox") {
-            report.checks.push(VerifyCheck::new(
+        checks.push(match domain.get("type").and_then(Value::as_str) {
+            Some("sandbox") => VerifyCheck::warning(
                 CheckAspect::Quota,
-                CheckStatus::Ok,
-                format!(
-                "domain {name} is a sandbox domain: Mailgun delivers only to authorized recipients"
+                format!("domain {name} is a sandbox domain: Mailgun delivers only to authorized recipients"),
             ),
-            ));
+            Some("custom") => VerifyCheck::ok(
+                CheckAspect::Quota,
+                format!("domain {name} is a custom domain, not a sandbox"),
+            ),
+            _ => VerifyCheck::skipped(
+                CheckAspect::Quota,
+                "Mailgun did not say whether the domain is a sandbox",
+            ),
+        });
+    }
+
+    /// The checks for a refused `GET /v4/domains/{domain}`.
+    fn refused(&self, status: StatusCode, error: &SendError) -> Vec<VerifyCheck> {
+        let skipped = |why: &str| not_checked(CheckAspect::Sender, why);
+        match status.as_u16() {
+            401 => vec![
+                request_failed(CheckAspect::Credentials, error),
+                skipped("Mailgun refused the API key"),
+            ],
+            // A domain sending key may only send; a disabled domain is refused too.
+            403 => vec![
+                VerifyCheck::warning(
+                    CheckAspect::Credentials,
+                    format!(
+                        "the API key may not read the domain (a domain sending key can only send): {error}"
+                    ),
+                ),
+                skipped("the API key may not read the domain"),
+            ],
+            402 => vec![request_failed(CheckAspect::Quota, error)],
+            _ => vec![request_failed(CheckAspect::Sender, error)],
         }
     }
 }
@@ -200,36 +229,23 @@ impl Provider for MailgunProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        let mut report = VerifyReport {
-            ok: true,
-            checks: Vec::new(),
-        };
+        let mut checks = vec![self.region_check()];
         let url = format!("{}/v4/domains/{}", self.base, self.domain);
-        let (status, headers, body) = self.call(self.client.get(url)).await?;
-        if status.is_success() {
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Credentials,
-                CheckStatus::Ok,
-                format!(
-                    "API key accepted by Mailgun (region {})",
-                    self.region.as_str()
-                ),
-            ));
-            self.describe_domain(&body, &mut report);
-            return Ok(report);
-        }
-        match classify(status, &headers, &body, &self.context()) {
-            SendError::Permanent { message, .. } | SendError::Unusable { message, .. } => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Failed,
-                    message,
+        match self.call(self.client.get(url)).await {
+            Ok((status, _, body)) if status.is_success() => {
+                checks.push(VerifyCheck::ok(
+                    CheckAspect::Credentials,
+                    "API key accepted by Mailgun",
                 ));
-                Ok(report)
+                self.describe_domain(&body, &mut checks);
             }
-            retryable @ SendError::Retryable { .. } => Err(retryable),
+            Ok((status, headers, body)) => {
+                let e = classify(status, &headers, &body, &self.context());
+                checks.extend(self.refused(status, &e));
+            }
+            Err(e) => checks.push(request_failed(CheckAspect::Connection, &e)),
         }
+        Ok(VerifyReport::from_checks(checks))
     }
 }
 

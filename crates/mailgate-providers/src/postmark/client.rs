@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
 use mailgate_core::provider::{
-    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
 };
 use reqwest::header::{HeaderMap, ACCEPT};
 use reqwest::{RequestBuilder, StatusCode};
@@ -17,6 +17,7 @@ use super::mapping::build_request;
 use super::PostmarkConfig;
 use crate::config::ConfigError;
 use crate::http::transport_error;
+use crate::verify::{not_checked, request_failed};
 
 /// The header carrying the server token.
 const SERVER_TOKEN: &str = "X-Postmark-Server-Token";
@@ -76,55 +77,102 @@ impl PostmarkProvider {
         Ok((status, headers, body.to_vec()))
     }
 
-    /// A GET with the given token header; a permanent failure comes back as `Ok(Err(message))`.
-    async fn get(
-        &self,
-        path: &str,
-        header: &str,
-        token: &str,
-    ) -> Result<Result<Value, String>, SendError> {
+    /// A GET with the given token header: the parsed body, or the classified failure.
+    async fn get(&self, path: &str, header: &str, token: &str) -> Result<Value, SendError> {
         let request = self
             .client
             .get(format!("{}{path}", self.base))
             .header(header, token);
         let (status, headers, body) = self.call(request).await?;
         if status.is_success() {
-            return Ok(Ok(serde_json::from_slice(&body).unwrap_or_default()));
+            return Ok(serde_json::from_slice(&body).unwrap_or_default());
         }
-        match classify(status, &headers, &body) {
-            SendError::Permanent { code, message } | SendError::Unusable { code, message } => {
-                Ok(Err(format!("{code}: {message}")))
-            }
-            retryable @ SendError::Retryable { .. } => Err(retryable),
-        }
+        Err(classify(status, &headers, &body))
+    }
+
+    /// Checks the message stream: it exists, is not archived, and is transactional.
+    async fn check_stream(&self, checks: &mut Vec<VerifyCheck>) {
+        let stream = &self.message_stream;
+        let path = format!("/message-streams/{stream}");
+        checks.push(
+            match self.get(&path, SERVER_TOKEN, &self.server_token).await {
+                Ok(s) => {
+                    let kind = s
+                        .get("MessageStreamType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown type");
+                    if s.get("ArchivedAt").is_some_and(|a| !a.is_null()) {
+                        VerifyCheck::failed(
+                            CheckAspect::Sender,
+                            format!("message stream '{stream}' is archived — unarchive it or pick another"),
+                        )
+                    } else if kind.starts_with("Broadcast") {
+                        VerifyCheck::warning(
+                            CheckAspect::Sender,
+                            format!("message stream '{stream}' is a broadcast stream: transactional mail belongs in a transactional stream"),
+                        )
+                    } else {
+                        VerifyCheck::ok(
+                            CheckAspect::Sender,
+                            format!("message stream '{stream}' exists ({kind})"),
+                        )
+                    }
+                }
+                Err(e @ SendError::Retryable { .. }) => {
+                    request_failed(CheckAspect::Connection, &e)
+                }
+                Err(e) => VerifyCheck::failed(
+                    CheckAspect::Sender,
+                    format!("message stream '{stream}' not found on this server ({e}) — create it or fix message_stream"),
+                ),
+            },
+        );
     }
 
     /// Checks the sender signatures and domains with the account token.
-    async fn check_senders(&self, token: &str, report: &mut VerifyReport) -> Result<(), SendError> {
+    async fn check_senders(&self, token: &str, checks: &mut Vec<VerifyCheck>) {
         let senders = match self
             .get("/senders?count=500&offset=0", ACCOUNT_TOKEN, token)
-            .await?
+            .await
         {
             Ok(v) => v,
+            Err(e @ SendError::Retryable { .. }) => {
+                checks.push(request_failed(CheckAspect::Connection, &e));
+                return;
+            }
+            // Sending needs only the server token: a wrong account token is worth fixing, but
+            // it does not stop sending.
+            Err(e) if matches!(e.code(), "http_401" | "postmark_10") => {
+                checks.push(VerifyCheck::warning(
+                    CheckAspect::Credentials,
+                    "Postmark rejected the account token (account_token must be the account's API token, not a server token)",
+                ));
+                checks.push(not_checked(
+                    CheckAspect::Sender,
+                    "the account token was refused, so sender signatures and domains cannot be read",
+                ));
+                return;
+            }
             Err(e) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, if e.starts_with("http_401") || e.starts_with("postmark_10:") {
-                    "Postmark rejected the account token (account_token must be the account's API token, not a server token)".into()
-                } else {
-                    format!("could not list sender signatures: {e}")
-                }));
-                return Ok(());
+                checks.push(VerifyCheck::skipped(
+                    CheckAspect::Sender,
+                    format!("could not list sender signatures: {e}"),
+                ));
+                return;
             }
         };
+        checks.push(VerifyCheck::ok(
+            CheckAspect::Credentials,
+            "account token accepted",
+        ));
         let domains = match self
             .get("/domains?count=500&offset=0", ACCOUNT_TOKEN, token)
-            .await?
+            .await
         {
             Ok(v) => v,
             Err(e) => {
-                report.checks.push(VerifyCheck::new(
+                checks.push(VerifyCheck::skipped(
                     CheckAspect::Sender,
-                    CheckStatus::Ok,
                     format!("could not list domains: {e}"),
                 ));
                 Value::Null
@@ -138,93 +186,104 @@ impl PostmarkProvider {
         };
         let senders = list(&senders, "SenderSignatures");
         let domains = list(&domains, "Domains");
-        let flag = |v: &Value, key: &str| v.get(key).and_then(Value::as_bool) == Some(true);
-        let text =
-            |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-
-        let Some(from) = &self.from else {
-            for s in &senders {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!(
-                        "sender signature {}: {}",
-                        text(s, "EmailAddress"),
-                        if flag(s, "Confirmed") {
-                            "confirmed"
-                        } else {
-                            "NOT confirmed — confirm it from Postmark's email"
-                        }
-                    ),
-                ));
-            }
-            for d in &domains {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    domain_line(
-                        &text(d, "Name"),
-                        flag(d, "DKIMVerified"),
-                        flag(d, "ReturnPathDomainVerified"),
-                    ),
-                ));
-            }
-            let usable = senders.iter().any(|s| flag(s, "Confirmed"))
-                || domains.iter().any(|d| flag(d, "DKIMVerified"));
-            if !usable {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, "no confirmed sender signature and no DKIM-verified domain: Postmark will refuse every From address"));
-            }
-            return Ok(());
-        };
-        let address = from.email.to_string();
-        let domain = from.email.domain();
-        let signature = senders
-            .iter()
-            .find(|s| text(s, "EmailAddress").eq_ignore_ascii_case(&address));
-        let verified_domain = domains
-            .iter()
-            .find(|d| text(d, "Name").eq_ignore_ascii_case(domain));
-        match (signature, verified_domain) {
-            (Some(s), _) if flag(s, "Confirmed") => {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!("sender {address}: sender signature confirmed"),
-                ));
-            }
-            (_, Some(d)) if flag(d, "DKIMVerified") => {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!(
-                        "sender {address}: {}",
-                        domain_line(domain, true, flag(d, "ReturnPathDomainVerified"))
-                    ),
-                ));
-            }
-            (Some(_), _) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: its sender signature is not confirmed — confirm it from the email Postmark sent")));
-            }
-            (None, Some(_)) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: domain {domain} is in Postmark but its DKIM record is not verified — publish the DKIM TXT record")));
-            }
-            (None, None) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("sender {address}: no sender signature or domain covers it — add one in Postmark")));
-            }
+        match &self.from {
+            Some(from) => checks.push(sender_check(from, &senders, &domains)),
+            None => account_checks(&senders, &domains, checks),
         }
-        Ok(())
     }
 }
 
-fn domain_line(name: &str, dkim: bool, return_path: bool) -> String {
+fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool) == Some(true)
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// Whether the configured sender may send: a confirmed signature for the address, or a
+/// DKIM-verified domain.
+fn sender_check(from: &Mailbox, senders: &[Value], domains: &[Value]) -> VerifyCheck {
+    let address = from.email.to_string();
+    let domain = from.email.domain();
+    let signature = senders
+        .iter()
+        .find(|s| text(s, "EmailAddress").eq_ignore_ascii_case(&address));
+    let verified_domain = domains
+        .iter()
+        .find(|d| text(d, "Name").eq_ignore_ascii_case(domain));
+    match (signature, verified_domain) {
+        (Some(s), _) if flag(s, "Confirmed") => VerifyCheck::ok(
+            CheckAspect::Sender,
+            format!("sender {address}: sender signature confirmed"),
+        ),
+        (_, Some(d)) if flag(d, "DKIMVerified") => {
+            let mut check = domain_check(domain, true, flag(d, "ReturnPathDomainVerified"));
+            check.detail = format!("sender {address}: {}", check.detail);
+            check
+        }
+        (Some(_), _) => VerifyCheck::failed(
+            CheckAspect::Sender,
+            format!("sender {address}: its sender signature is not confirmed — confirm it from the email Postmark sent"),
+        ),
+        (None, Some(_)) => VerifyCheck::failed(
+            CheckAspect::Sender,
+            format!("sender {address}: domain {domain} is in Postmark but its DKIM record is not verified — publish the DKIM TXT record"),
+        ),
+        (None, None) => VerifyCheck::failed(
+            CheckAspect::Sender,
+            format!("sender {address}: no sender signature or domain covers it — add one in Postmark"),
+        ),
+    }
+}
+
+/// Without a configured sender: how many signatures are confirmed (counted, never listed: they
+/// are addresses) and each domain's state.
+fn account_checks(senders: &[Value], domains: &[Value], checks: &mut Vec<VerifyCheck>) {
+    let confirmed = senders.iter().filter(|s| flag(s, "Confirmed")).count();
+    if !senders.is_empty() {
+        let detail = format!(
+            "{} sender signature(s), {confirmed} confirmed",
+            senders.len()
+        );
+        checks.push(if confirmed < senders.len() {
+            VerifyCheck::warning(
+                CheckAspect::Sender,
+                format!("{detail} — confirm the others from Postmark's email"),
+            )
+        } else {
+            VerifyCheck::ok(CheckAspect::Sender, detail)
+        });
+    }
+    for d in domains {
+        checks.push(domain_check(
+            &text(d, "Name"),
+            flag(d, "DKIMVerified"),
+            flag(d, "ReturnPathDomainVerified"),
+        ));
+    }
+    if confirmed == 0 && !domains.iter().any(|d| flag(d, "DKIMVerified")) {
+        checks.push(VerifyCheck::failed(
+            CheckAspect::Sender,
+            "no confirmed sender signature and no DKIM-verified domain: Postmark will refuse every From address",
+        ));
+    }
+}
+
+fn domain_check(name: &str, dkim: bool, return_path: bool) -> VerifyCheck {
     match (dkim, return_path) {
-        (true, true) => format!("domain {name}: DKIM and Return-Path verified"),
-        (true, false) => format!("domain {name}: DKIM verified; Return-Path not verified (recommended for DMARC alignment)"),
-        (false, _) => format!("domain {name}: DKIM NOT verified — publish its DKIM TXT record"),
+        (true, true) => VerifyCheck::ok(
+            CheckAspect::Sender,
+            format!("domain {name}: DKIM and Return-Path verified"),
+        ),
+        (true, false) => VerifyCheck::warning(
+            CheckAspect::Sender,
+            format!("domain {name}: DKIM verified; Return-Path not verified (recommended for DMARC alignment)"),
+        ),
+        (false, _) => VerifyCheck::failed(
+            CheckAspect::Sender,
+            format!("domain {name}: DKIM NOT verified — publish its DKIM TXT record"),
+        ),
     }
 }
 
@@ -271,73 +330,38 @@ impl Provider for PostmarkProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        let mut report = VerifyReport {
-            ok: true,
-            checks: Vec::new(),
-        };
-        match self
-            .get("/server", SERVER_TOKEN, &self.server_token)
-            .await?
-        {
-            Ok(server) => report.checks.push(VerifyCheck::new(
+        let mut checks = Vec::new();
+        match self.get("/server", SERVER_TOKEN, &self.server_token).await {
+            Ok(server) => checks.push(VerifyCheck::ok(
                 CheckAspect::Credentials,
-                CheckStatus::Ok,
                 match server.get("Name").and_then(Value::as_str) {
                     Some(name) => format!("server token accepted (server '{name}')"),
                     None => "server token accepted".into(),
                 },
             )),
             Err(e) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Failed,
-                    e,
-                ));
-                return Ok(report);
-            }
-        }
-        let stream = &self.message_stream;
-        match self
-            .get(
-                &format!("/message-streams/{stream}"),
-                SERVER_TOKEN,
-                &self.server_token,
-            )
-            .await?
-        {
-            Ok(s) => {
-                let kind = s
-                    .get("MessageStreamType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown type");
-                if s.get("ArchivedAt").is_some_and(|a| !a.is_null()) {
-                    report.ok = false;
-                    report.checks.push(VerifyCheck::new(
-                        CheckAspect::Sender,
-                        CheckStatus::Failed,
-                        format!(
-                            "message stream '{stream}' is archived — unarchive it or pick another"
-                        ),
-                    ));
+                let why = if e.is_retryable() {
+                    "Postmark could not be reached"
                 } else {
-                    report.checks.push(VerifyCheck::new(
-                        CheckAspect::Sender,
-                        CheckStatus::Ok,
-                        format!("message stream '{stream}' exists ({kind})"),
-                    ));
-                }
-            }
-            Err(e) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!("message stream '{stream}' not found on this server ({e}) — create it or fix message_stream")));
+                    "the server token was refused"
+                };
+                checks.push(request_failed(CheckAspect::Credentials, &e));
+                checks.push(not_checked(CheckAspect::Sender, why));
+                return Ok(VerifyReport::from_checks(checks));
             }
         }
+        self.check_stream(&mut checks).await;
         match &self.account_token {
-            Some(token) => self.check_senders(token, &mut report).await?,
-            None => report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok,
-                "sender signatures and domains not checked: verifying them needs the account token (account_token=…)",)),
+            Some(token) => self.check_senders(token, &mut checks).await,
+            None => checks.push(VerifyCheck::skipped(
+                CheckAspect::Sender,
+                "sender signatures and domains not checked: verifying them needs the account token (account_token=…)",
+            )),
         }
-        Ok(report)
+        checks.push(VerifyCheck::skipped(
+            CheckAspect::Quota,
+            "Postmark's API does not report credits or account approval; a send that meets them fails with ErrorCode 405 or 412",
+        ));
+        Ok(VerifyReport::from_checks(checks))
     }
 }

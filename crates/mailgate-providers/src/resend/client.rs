@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
 use mailgate_core::provider::{
-    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
 };
 use serde::Deserialize;
 use tracing::instrument;
@@ -15,9 +15,12 @@ use super::mapping::{idempotency_key, send_request};
 use super::ResendConfig;
 use crate::config::ConfigError;
 use crate::http::{client, transport_error};
+use crate::verify::{list, not_checked, request_failed};
 
 /// The most pages of domains `verify` reads (100 per page).
 const MAX_DOMAIN_PAGES: usize = 10;
+/// The most domain names one check lists.
+const MAX_LISTED: usize = 20;
 
 /// Resend over its HTTP API.
 pub struct ResendProvider {
@@ -127,17 +130,18 @@ impl ResendProvider {
         Ok(all)
     }
 
-    /// Reports whether the configured From domain is verified for sending.
-    fn check_from(&self, from: &Mailbox, domains: &[Domain], report: &mut VerifyReport) {
+    /// Whether the configured From domain is verified for sending (`Sender`), its tracking
+    /// settings, and the region it sends from (`Region`).
+    fn check_from(&self, from: &Mailbox, domains: &[Domain], checks: &mut Vec<VerifyCheck>) {
         let wanted = from.email.domain().to_ascii_lowercase();
         let Some(d) = domains
             .iter()
             .find(|d| d.name.eq_ignore_ascii_case(&wanted))
         else {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!(
-                "From domain {wanted} is not in this Resend account: add it at resend.com/domains and verify its DNS records"
-            )));
+            checks.push(VerifyCheck::failed(
+                CheckAspect::Sender,
+                format!("From domain {wanted} is not in this Resend account: add it at resend.com/domains and verify its DNS records"),
+            ));
             return;
         };
         let sending = d
@@ -146,41 +150,72 @@ impl ResendProvider {
             .and_then(|c| c.sending.as_deref())
             .unwrap_or("enabled");
         let region = d.region.as_deref().unwrap_or("unknown region");
-        if d.status == "verified" && sending == "enabled" {
-            report.checks.push(VerifyCheck::new(
+        checks.push(if d.status == "verified" && sending == "enabled" {
+            VerifyCheck::ok(
                 CheckAspect::Sender,
-                CheckStatus::Ok,
                 format!("From domain {wanted} is verified in Resend ({region})"),
-            ));
+            )
         } else if d.status == "verified" {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(
+            VerifyCheck::failed(
                 CheckAspect::Sender,
-                CheckStatus::Failed,
-                format!(
-                    "From domain {wanted} is verified in Resend but sending is {sending} for it"
-                ),
-            ));
+                format!("From domain {wanted} is verified in Resend but sending is {sending} for it"),
+            )
         } else {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(CheckAspect::Sender, CheckStatus::Failed, format!(
-                "From domain {wanted} is {} in Resend, not verified: finish its DNS records (SPF, DKIM) and re-run the verification",
-                d.status
-            )));
-        }
+            VerifyCheck::failed(
+                CheckAspect::Sender,
+                format!("From domain {wanted} is {} in Resend, not verified: finish its DNS records (SPF, DKIM) and re-run the verification", d.status),
+            )
+        });
         let onoff = |b: Option<bool>| match b {
             Some(true) => "on",
             Some(false) => "off",
             None => "unknown",
         };
-        report.checks.push(VerifyCheck::new(
+        checks.push(VerifyCheck::ok(
             CheckAspect::Sender,
-            CheckStatus::Ok,
             format!(
                 "tracking for {wanted} (a per-domain setting in Resend): opens {}, clicks {}",
                 onoff(d.open_tracking),
                 onoff(d.click_tracking)
             ),
+        ));
+        if let Some(region) = &d.region {
+            checks.push(VerifyCheck::ok(
+                CheckAspect::Region,
+                format!("From domain {wanted} sends from region {region}"),
+            ));
+        }
+    }
+}
+
+/// The account's domains: the verified ones (`Sender` failed when there is none) and those
+/// still waiting for their DNS records.
+fn domain_checks(domains: &[Domain], checks: &mut Vec<VerifyCheck>) {
+    let verified: Vec<&str> = domains
+        .iter()
+        .filter(|d| d.status == "verified")
+        .map(|d| d.name.as_str())
+        .collect();
+    checks.push(if verified.is_empty() {
+        VerifyCheck::failed(
+            CheckAspect::Sender,
+            "no verified domain in this Resend account: add and verify one before sending",
+        )
+    } else {
+        VerifyCheck::ok(
+            CheckAspect::Sender,
+            format!("verified domains: {}", list(&verified, MAX_LISTED)),
+        )
+    });
+    let pending: Vec<String> = domains
+        .iter()
+        .filter(|d| d.status != "verified")
+        .map(|d| format!("{} ({})", d.name, d.status))
+        .collect();
+    if !pending.is_empty() {
+        checks.push(VerifyCheck::warning(
+            CheckAspect::Sender,
+            format!("domains not verified: {}", list(&pending, MAX_LISTED)),
         ));
     }
 }
@@ -233,69 +268,47 @@ impl Provider for ResendProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        let mut report = VerifyReport {
-            ok: true,
-            checks: Vec::new(),
-        };
-        let domains = match self.domains().await {
-            Ok(d) => d,
-            Err(SendError::Permanent { code, .. }) if code == "restricted_api_key" => {
-                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok,
-                    "the API key is valid but has sending access only, so domains cannot be listed: \
-                     the From domain was not checked (use a full-access key to verify, or check resend.com/domains)"
-                        ,));
-                return Ok(report);
-            }
-            Err(e @ SendError::Permanent { .. }) => {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Failed,
-                    e.to_string(),
+        let mut checks = Vec::new();
+        let quota = VerifyCheck::skipped(
+            CheckAspect::Quota,
+            "Resend's API does not report the account's quotas; a send past them fails with daily_quota_exceeded or monthly_quota_exceeded",
+        );
+        match self.domains().await {
+            Ok(domains) => {
+                checks.push(VerifyCheck::ok(
+                    CheckAspect::Credentials,
+                    "API key accepted by Resend",
                 ));
-                return Ok(report);
+                if let Some(from) = &self.from {
+                    self.check_from(from, &domains, &mut checks);
+                }
+                domain_checks(&domains, &mut checks);
             }
-            Err(e) => return Err(e),
-        };
-        report.checks.push(VerifyCheck::new(
-            CheckAspect::Credentials,
-            CheckStatus::Ok,
-            "API key accepted by Resend",
-        ));
-        if let Some(from) = &self.from {
-            self.check_from(from, &domains, &mut report);
+            Err(e) if e.code() == "restricted_api_key" => {
+                checks.push(VerifyCheck::ok(
+                    CheckAspect::Credentials,
+                    "the API key is valid and has sending access only",
+                ));
+                checks.push(not_checked(
+                    CheckAspect::Sender,
+                    "a sending-only key cannot list domains, so the From domain was not checked (use a full-access key to verify, or check resend.com/domains)",
+                ));
+            }
+            Err(e) => {
+                let aspect = match e.code() {
+                    "not_found" | "method_not_allowed" | "http_404" | "http_405" => {
+                        CheckAspect::Connection
+                    }
+                    _ => CheckAspect::Credentials,
+                };
+                checks.push(request_failed(aspect, &e));
+                checks.push(not_checked(
+                    CheckAspect::Sender,
+                    "the account's domains could not be read",
+                ));
+            }
         }
-        let verified: Vec<&str> = domains
-            .iter()
-            .filter(|d| d.status == "verified")
-            .map(|d| d.name.as_str())
-            .collect();
-        if verified.is_empty() {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Sender,
-                CheckStatus::Failed,
-                "no verified domain in this Resend account: add and verify one before sending",
-            ));
-        } else {
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Sender,
-                CheckStatus::Ok,
-                format!("verified domains: {}", verified.join(", ")),
-            ));
-        }
-        let pending: Vec<String> = domains
-            .iter()
-            .filter(|d| d.status != "verified")
-            .map(|d| format!("{} ({})", d.name, d.status))
-            .collect();
-        if !pending.is_empty() {
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Sender,
-                CheckStatus::Ok,
-                format!("domains not verified: {}", pending.join(", ")),
-            ));
-        }
-        Ok(report)
+        checks.push(quota);
+        Ok(VerifyReport::from_checks(checks))
     }
 }

@@ -6,18 +6,19 @@ use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
 use mailgate_core::message::ClaimedMessage;
 use mailgate_core::provider::{
-    CheckAspect, CheckStatus, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
+    CheckAspect, Provider, SendError, SendReceipt, VerifyCheck, VerifyReport,
 };
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use tracing::instrument;
 
 use super::classify::classify;
 use super::mapping::send_request;
-use super::SendgridConfig;
+use super::verify::{scopes_check, sender_checks, AuthDomain, Listing, Scopes, Sender, Senders};
+use super::{SendgridConfig, EU_ENDPOINT, GLOBAL_ENDPOINT};
 use crate::config::ConfigError;
 use crate::http::{client, transport_error};
+use crate::verify::{not_checked, region_check, request_failed};
 
 /// The most pages `verify` reads from each list.
 const MAX_PAGES: usize = 10;
@@ -28,6 +29,8 @@ const PAGE: usize = 100;
 pub struct SendgridProvider {
     http: reqwest::Client,
     base: String,
+    region: String,
+    region_base: &'static str,
     api_key: String,
     from: Option<Mailbox>,
 }
@@ -38,30 +41,6 @@ impl std::fmt::Debug for SendgridProvider {
             .field("base", &self.base)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Deserialize)]
-struct Senders {
-    #[serde(default)]
-    results: Vec<Sender>,
-}
-
-#[derive(Deserialize)]
-struct Sender {
-    #[serde(default)]
-    id: Option<i64>,
-    #[serde(default)]
-    from_email: String,
-    #[serde(default)]
-    verified: bool,
-}
-
-#[derive(Deserialize)]
-struct AuthDomain {
-    #[serde(default)]
-    domain: String,
-    #[serde(default)]
-    valid: bool,
 }
 
 /// The message id SendGrid returns in `X-Message-Id`, if any.
@@ -77,9 +56,16 @@ pub fn message_id(headers: &HeaderMap) -> Option<String> {
 impl SendgridProvider {
     /// Builds the HTTP client; no network call happens here.
     pub fn new(config: &SendgridConfig) -> Result<Self, ConfigError> {
+        let region = config.region.clone().unwrap_or_else(|| "global".into());
         Ok(Self {
             http: client(config.timeout())?,
             base: config.base_url()?,
+            region_base: if region == "eu" {
+                EU_ENDPOINT
+            } else {
+                GLOBAL_ENDPOINT
+            },
+            region,
             api_key: config.api_key.clone(),
             from: config
                 .from
@@ -159,28 +145,12 @@ impl SendgridProvider {
     }
 }
 
-/// Whether `domain` is `parent` or one of its subdomains.
-fn covered_by(domain: &str, parent: &str) -> bool {
-    domain.eq_ignore_ascii_case(parent)
-        || domain
-            .to_ascii_lowercase()
-            .ends_with(&format!(".{}", parent.to_ascii_lowercase()))
-}
-
-/// What one verify listing gave: the items, or why they could not be read.
-enum Listing<T> {
-    Read(Vec<T>),
-    Refused(String),
-}
-
-/// Turns a listing's failure into a finding; retryable failures stop `verify`.
+/// A listing's refusal becomes a finding; a retryable failure stops `verify`.
 fn listing<T>(result: Result<Vec<T>, SendError>) -> Result<Listing<T>, SendError> {
     match result {
         Ok(items) => Ok(Listing::Read(items)),
-        Err(SendError::Permanent { code, message }) => {
-            Ok(Listing::Refused(format!("{code}: {message}")))
-        }
-        Err(e) => Err(e),
+        Err(e @ SendError::Retryable { .. }) => Err(e),
+        Err(e) => Ok(Listing::Refused(e.to_string())),
     }
 }
 
@@ -230,135 +200,45 @@ impl Provider for SendgridProvider {
     }
 
     async fn verify(&self) -> Result<VerifyReport, SendError> {
-        let mut report = VerifyReport {
-            ok: true,
-            checks: Vec::new(),
-        };
-        let senders = listing(self.verified_senders().await)?;
-        let domains = listing(self.authenticated_domains().await)?;
-        if let (Listing::Refused(a), Listing::Refused(b)) = (&senders, &domains) {
-            if a.starts_with("unauthorized") || b.starts_with("unauthorized") {
-                report.ok = false;
-                report.checks.push(VerifyCheck::new(
+        let mut checks = vec![region_check(&self.region, &self.base, self.region_base)];
+        match self.get::<Scopes>("/v3/scopes", &[]).await {
+            Ok(scopes) => checks.push(scopes_check(&scopes)),
+            Err(e @ SendError::Retryable { .. }) => {
+                checks.push(request_failed(CheckAspect::Connection, &e));
+                return Ok(VerifyReport::from_checks(checks));
+            }
+            Err(e) if e.code() == "unauthorized" => {
+                checks.push(VerifyCheck::failed(
                     CheckAspect::Credentials,
-                    CheckStatus::Failed,
                     "SendGrid rejected the API key: it is invalid or was deleted",
                 ));
-            } else {
-                report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Ok, format!(
-                    "the API key cannot read senders or authenticated domains (a mail.send-only key?), so the sender was not checked: {a}; {b}"
-                )));
-            }
-            return Ok(report);
-        }
-        report.checks.push(VerifyCheck::new(
-            CheckAspect::Credentials,
-            CheckStatus::Ok,
-            "API key accepted by SendGrid",
-        ));
-        let (senders, domains) = match (senders, domains) {
-            (Listing::Read(s), Listing::Read(d)) => (Some(s), Some(d)),
-            (Listing::Read(s), Listing::Refused(why)) => {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Credentials,
-                    CheckStatus::Ok,
-                    format!("authenticated domains not readable ({why})"),
-                ));
-                (Some(s), None)
-            }
-            (Listing::Refused(why), Listing::Read(d)) => {
-                report.checks.push(VerifyCheck::new(
+                checks.push(not_checked(
                     CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!("verified senders not readable ({why})"),
+                    "SendGrid refused the API key",
                 ));
-                (None, Some(d))
+                return Ok(VerifyReport::from_checks(checks));
             }
-            (Listing::Refused(_), Listing::Refused(_)) => (None, None),
+            Err(e) => checks.push(VerifyCheck::skipped(
+                CheckAspect::Credentials,
+                format!("could not read the API key's scopes ({e})"),
+            )),
+        }
+        let listings = async {
+            Ok::<_, SendError>((
+                listing(self.verified_senders().await)?,
+                listing(self.authenticated_domains().await)?,
+            ))
         };
-        let valid: Vec<&str> = domains
-            .iter()
-            .flatten()
-            .filter(|d| d.valid)
-            .map(|d| d.domain.as_str())
-            .collect();
-        if let Some(from) = &self.from {
-            let address = from.email.normalized();
-            let domain = from.email.domain();
-            let sender = senders
-                .iter()
-                .flatten()
-                .find(|s| s.from_email.eq_ignore_ascii_case(&address));
-            let covering = valid.iter().find(|d| covered_by(domain, d));
-            match (sender, covering) {
-                (_, Some(d)) => report.checks.push(VerifyCheck::new(
-                    CheckAspect::Credentials,
-                    CheckStatus::Ok,
-                    format!("From {address}: domain {d} is authenticated in SendGrid"),
-                )),
-                (Some(s), None) if s.verified => report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!("From {address}: verified Single Sender in SendGrid"),
-                )),
-                (Some(_), None) => {
-                    report.ok = false;
-                    report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, format!(
-                        "From {address}: a Single Sender exists but is not verified yet — click the link SendGrid emailed, or authenticate {domain}"
-                    )));
-                }
-                (None, None) => {
-                    report.ok = false;
-                    report.checks.push(VerifyCheck::new(CheckAspect::Credentials, CheckStatus::Failed, format!(
-                        "From {address}: not a verified sender identity in SendGrid — authenticate the domain {domain} or verify the address as a Single Sender"
-                    )));
-                }
+        match listings.await {
+            Ok((senders, domains)) => {
+                sender_checks(self.from.as_ref(), &senders, &domains, &mut checks)
             }
+            Err(e) => checks.push(request_failed(CheckAspect::Connection, &e)),
         }
-        if let Some(domains) = &domains {
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Credentials,
-                CheckStatus::Ok,
-                if valid.is_empty() {
-                    "no authenticated (valid) domain in SendGrid".into()
-                } else {
-                    format!("authenticated domains: {}", valid.join(", "))
-                },
-            ));
-            let invalid: Vec<&str> = domains
-                .iter()
-                .filter(|d| !d.valid)
-                .map(|d| d.domain.as_str())
-                .collect();
-            if !invalid.is_empty() {
-                report.checks.push(VerifyCheck::new(
-                    CheckAspect::Sender,
-                    CheckStatus::Ok,
-                    format!(
-                        "domains whose DNS records do not validate: {}",
-                        invalid.join(", ")
-                    ),
-                ));
-            }
-        }
-        let verified_senders = senders
-            .as_ref()
-            .map(|s| s.iter().filter(|s| s.verified).count());
-        if let Some(n) = verified_senders {
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Sender,
-                CheckStatus::Ok,
-                format!("{n} verified Single Sender(s)"),
-            ));
-        }
-        if self.from.is_none() && valid.is_empty() && verified_senders == Some(0) {
-            report.ok = false;
-            report.checks.push(VerifyCheck::new(
-                CheckAspect::Credentials,
-                CheckStatus::Failed,
-                "nothing can be sent yet: authenticate a domain or verify a Single Sender",
-            ));
-        }
-        Ok(report)
+        checks.push(VerifyCheck::skipped(
+            CheckAspect::Quota,
+            "the plan's email credits are not checked; a send past them fails with 401 'Maximum credits exceeded'",
+        ));
+        Ok(VerifyReport::from_checks(checks))
     }
 }

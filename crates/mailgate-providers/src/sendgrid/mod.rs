@@ -10,6 +10,7 @@
 mod classify;
 mod client;
 mod mapping;
+mod verify;
 pub(crate) mod webhook;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod classify;
 mod client;
 mod mapping;
 mod rate;
+mod verify;
 pub(crate) mod webhook;
 
 use std::sync::Arc;

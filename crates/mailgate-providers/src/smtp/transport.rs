@@ -23,6 +23,7 @@ use tokio::sync::{Mutex, Semaphore};
 use super::classify::{failure_of, Context, Step};
 use super::{message, ses_smtp, SmtpConfig, SmtpTls};
 use crate::config::ConfigError;
+use crate::verify::{not_checked, request_failed};
 
 /// The end of DATA may take longer than a command: the body is being transferred.
 const MIN_DATA_TIMEOUT: Duration = Duration::from_secs(120);
@@ -184,9 +185,17 @@ impl Inner {
         }
     }
 
-    /// Opens a new connection: connect, (implicit) TLS, EHLO, STARTTLS, AUTH. Each check that
-    /// passes is described in `checks`.
-    async fn connect(
+    /// Opens a new connection: connect, (implicit) TLS, EHLO, STARTTLS, AUTH.
+    async fn connect(&self, ctx: &Context<'_>) -> Result<AsyncSmtpConnection, SendError> {
+        let mut checks = Vec::new();
+        let mut conn = self.open(ctx, &mut checks).await?;
+        self.authenticate(ctx, &mut conn, &mut checks).await?;
+        Ok(conn)
+    }
+
+    /// Connect, (implicit) TLS, EHLO, STARTTLS. Each check that passes is described in
+    /// `checks`.
+    async fn open(
         &self,
         ctx: &Context<'_>,
         checks: &mut Vec<VerifyCheck>,
@@ -240,6 +249,16 @@ impl Inner {
                 "server certificate NOT verified (tls_insecure=true)",
             ));
         }
+        Ok(conn)
+    }
+
+    /// AUTH with the configured credentials, if any.
+    async fn authenticate(
+        &self,
+        ctx: &Context<'_>,
+        conn: &mut AsyncSmtpConnection,
+        checks: &mut Vec<VerifyCheck>,
+    ) -> Result<(), SendError> {
         match (&self.credentials, &self.username) {
             (Some(creds), Some(user)) => {
                 let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], creds);
@@ -254,7 +273,7 @@ impl Inner {
                 "no credentials configured: not authenticating",
             )),
         }
-        Ok(conn)
+        Ok(())
     }
 
     /// A pooled connection that still answers, or a new one.
@@ -271,7 +290,7 @@ impl Inner {
                 return Ok(idle.conn);
             }
         }
-        self.connect(ctx, &mut Vec::new()).await
+        self.connect(ctx).await
     }
 
     async fn checkin(&self, conn: AsyncSmtpConnection) {
@@ -431,18 +450,31 @@ impl Provider for SmtpProvider {
         let inner = &self.inner;
         let ctx = inner.context(&[]);
         let mut checks = Vec::new();
-        match inner.connect(&ctx, &mut checks).await {
+        if let Some(region) = &inner.ses_region {
+            checks.push(VerifyCheck::ok(
+                CheckAspect::Region,
+                format!("SES SMTP in region {region}"),
+            ));
+        }
+        match inner.open(&ctx, &mut checks).await {
             Ok(mut conn) => {
+                if let Err(e) = inner.authenticate(&ctx, &mut conn, &mut checks).await {
+                    checks.push(request_failed(CheckAspect::Credentials, &e));
+                }
                 let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
-                Ok(VerifyReport::from_checks(checks))
             }
             Err(e) => {
-                checks.push(VerifyCheck::failed(
-                    CheckAspect::Connection,
-                    format!("failed: {e}"),
+                checks.push(VerifyCheck::failed(CheckAspect::Connection, e.to_string()));
+                checks.push(not_checked(
+                    CheckAspect::Credentials,
+                    "the connection failed before AUTH",
                 ));
-                Ok(VerifyReport::from_checks(checks))
             }
         }
+        checks.push(VerifyCheck::skipped(
+            CheckAspect::Sender,
+            "SMTP cannot check a sender without sending a message: send a test message",
+        ));
+        Ok(VerifyReport::from_checks(checks))
     }
 }
