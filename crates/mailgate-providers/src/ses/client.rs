@@ -34,6 +34,7 @@ pub struct SesProvider {
     pub(super) region: String,
     pub(super) endpoint: Option<String>,
     configuration_set: Option<String>,
+    tenant_from_organization: bool,
     pub(super) from: Option<Mailbox>,
     pub(super) configured_rate: Option<u32>,
     limiter: OnceCell<Option<TokenBucket>>,
@@ -97,6 +98,7 @@ impl SesProvider {
             region: config.region.clone(),
             endpoint: config.endpoint.clone(),
             configuration_set: config.configuration_set.clone(),
+            tenant_from_organization: config.tenant_from_organization,
             from: config
                 .from
                 .as_deref()
@@ -149,10 +151,17 @@ impl Provider for SesProvider {
 
     #[instrument(skip_all, fields(message.id = %message.id))]
     async fn send(&self, message: &ClaimedMessage) -> Result<SendReceipt, SendError> {
+        let tenant = message
+            .delivery
+            .organization
+            .as_ref()
+            .filter(|_| self.tenant_from_organization)
+            .map(|o| o.as_str());
         let request = fill_request(
             self.client.send_email(),
             message,
             self.configuration_set.as_deref(),
+            tenant,
         )?;
         if let Some(bucket) = self.limiter().await {
             bucket.acquire().await;

@@ -278,14 +278,45 @@ fn content(message: &ClaimedMessage, options: &SesOptions) -> Result<EmailConten
     Ok(EmailContent::builder().simple(simple.build()).build())
 }
 
+/// Longest SES tenant name.
+const MAX_TENANT_LEN: usize = 64;
+
+/// The `TenantName` taken from the message's organization: SES allows 1–64 ASCII letters,
+/// digits, `-` and `_`, while organization names may also hold `.`, so such a name makes this
+/// provider unusable for the organization until its operator renames it or sets
+/// `provider_options.TenantName`.
+fn organization_tenant(organization: &str) -> Result<String, SendError> {
+    let ok = !organization.is_empty()
+        && organization.len() <= MAX_TENANT_LEN
+        && organization
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(organization.to_owned())
+    } else {
+        Err(SendError::unusable(
+            "tenant_name_invalid",
+            format!("tenant_from_organization: the organization name '{organization}' is not a valid SES tenant name (1–64 letters, digits, '-' and '_'); set provider_options.TenantName or turn tenant_from_organization off"),
+        ))
+    }
+}
+
 /// Fills a `SendEmail` call with the whole message; `configuration_set` is the configured
-/// default, which `provider_options.ConfigurationSetName` overrides.
+/// default, which `provider_options.ConfigurationSetName` overrides; `organization_tenant` is
+/// the organization's name when `tenant_from_organization` is on, which
+/// `provider_options.TenantName` overrides.
 pub(crate) fn fill_request(
     mut req: SendEmailFluentBuilder,
     message: &ClaimedMessage,
     configuration_set: Option<&str>,
+    organization: Option<&str>,
 ) -> Result<SendEmailFluentBuilder, SendError> {
     let options = SesOptions::parse(message.provider_options.as_ref())?;
+    let tenant = match (&options.tenant_name, organization) {
+        (Some(explicit), _) => Some(explicit.clone()),
+        (None, Some(organization)) => Some(organization_tenant(organization)?),
+        (None, None) => None,
+    };
     let c = &message.content;
     let list = |v: &[Mailbox]| {
         Some(v.iter().map(encode_mailbox).collect::<Vec<_>>()).filter(|v| !v.is_empty())
@@ -311,7 +342,7 @@ pub(crate) fn fill_request(
         .set_feedback_forwarding_email_address(options.feedback_forwarding.clone())
         .set_feedback_forwarding_email_address_identity_arn(options.feedback_forwarding_arn.clone())
         .set_from_email_address_identity_arn(options.from_arn.clone())
-        .set_tenant_name(options.tenant_name.clone());
+        .set_tenant_name(tenant);
     if let Some((list, topic)) = &options.list_management {
         let lm = ListManagementOptions::builder()
             .contact_list_name(list)

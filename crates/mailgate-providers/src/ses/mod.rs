@@ -3,7 +3,9 @@
 //!
 //! DSN: `ses+api://ACCESS_KEY:SECRET@default?region=us-east-1` (static keys) or
 //! `ses+api://default?region=…` (the default AWS credential chain), with the options
-//! `role_arn`, `external_id`, `configuration_set`, `endpoint`, `max_send_rate` and `from`.
+//! `role_arn`, `external_id`, `configuration_set`, `endpoint`, `max_send_rate`, `from` and
+//! `tenant_from_organization` (`true`: a message for an organization is sent with the
+//! organization's name as SES `TenantName`, unless its `provider_options` name one).
 
 mod classify;
 mod client;
@@ -54,6 +56,11 @@ pub struct SesConfig {
     /// The usual sender, checked by `verify` (`noreply@acme.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Send a message for an organization with `TenantName` = the organization's name (an
+    /// explicit `provider_options.TenantName` wins). SES tenants isolate reputation per
+    /// customer; every resource a send names must belong to the tenant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tenant_from_organization: bool,
     /// The SNS topic ARNs (comma-separated) whose notifications the event webhook accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sns_topic_arn: Option<String>,
@@ -83,6 +90,9 @@ impl SesConfig {
         }
         let max_send_rate =
             dsn.take_parsed::<u32>("max_send_rate", "a whole number of messages per second")?;
+        let tenant_from_organization = dsn
+            .take_parsed::<bool>("tenant_from_organization", "true or false")?
+            .unwrap_or(false);
         let config = Self {
             region: dsn.take("region").unwrap_or_default(),
             access_key_id: dsn.user.take(),
@@ -93,6 +103,7 @@ impl SesConfig {
             endpoint: dsn.take("endpoint"),
             max_send_rate,
             from: dsn.take("from"),
+            tenant_from_organization,
             sns_topic_arn: dsn.take("sns_topic_arn"),
             dangerous_sns_cert_url_prefix: dsn.take("dangerous_sns_cert_url_prefix"),
             dangerous_sns_ca_file: dsn.take("dangerous_sns_ca_file"),
@@ -179,6 +190,7 @@ impl SesConfig {
             "endpoint": self.endpoint,
             "max_send_rate": self.max_send_rate,
             "from": self.from,
+            "tenant_from_organization": self.tenant_from_organization,
             "sns_topic_arn": self.sns_topic_arn,
             "dangerous_sns_cert_url_prefix": self.dangerous_sns_cert_url_prefix,
             "dangerous_sns_ca_file": self.dangerous_sns_ca_file,

@@ -82,6 +82,73 @@ fn json_form_matches_the_dsn() {
     .is_err());
 }
 
+#[test]
+fn tenant_from_organization_option() {
+    let c = dsn("ses+api://default?region=us-east-1").unwrap();
+    assert!(!c.tenant_from_organization);
+    assert_eq!(c.redacted()["tenant_from_organization"], false);
+    assert!(
+        serde_json::to_value(&c)
+            .unwrap()
+            .get("tenant_from_organization")
+            .is_none(),
+        "the default is not written, so stored configurations do not change"
+    );
+    let c = dsn("ses+api://default?region=us-east-1&tenant_from_organization=true").unwrap();
+    assert!(c.tenant_from_organization);
+    assert_eq!(c.redacted()["tenant_from_organization"], true);
+    let e = dsn("ses+api://default?region=us-east-1&tenant_from_organization=yes").unwrap_err();
+    assert!(
+        e.to_string().starts_with("tenant_from_organization:"),
+        "{e}"
+    );
+    let json = ProviderConfig::from_json(
+        json!({"type": "ses", "region": "us-east-1", "tenant_from_organization": true}),
+    )
+    .unwrap();
+    assert_eq!(
+        json,
+        ProviderConfig::from_dsn(
+            "ses+api://default?region=us-east-1&tenant_from_organization=true"
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn tenant_name_from_the_organization() {
+    let tenant = |options: Option<serde_json::Value>, org: Option<&str>| {
+        fill_request(client().send_email(), &message(options), None, org)
+            .map(|r| r.as_input().get_tenant_name().clone())
+    };
+    assert_eq!(tenant(None, None).unwrap(), None);
+    assert_eq!(
+        tenant(None, Some("acme-eu_1")).unwrap().as_deref(),
+        Some("acme-eu_1")
+    );
+    // An explicit TenantName wins.
+    assert_eq!(
+        tenant(Some(json!({"TenantName": "explicit"})), Some("acme"))
+            .unwrap()
+            .as_deref(),
+        Some("explicit")
+    );
+    assert_eq!(
+        tenant(Some(json!({"TenantName": "explicit"})), None)
+            .unwrap()
+            .as_deref(),
+        Some("explicit")
+    );
+    // Organization names may hold '.', SES tenant names may not.
+    let e = tenant(None, Some("acme.eu")).unwrap_err();
+    assert!(
+        matches!(e, mailgate_core::provider::SendError::Unusable { .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "tenant_name_invalid");
+    assert!(tenant(Some(json!({"TenantName": "acme"})), Some("acme.eu")).is_ok());
+}
+
 #[tokio::test]
 async fn build_checks_the_json_form_too() {
     let c: SesConfig = serde_json::from_value(json!({"region": ""})).unwrap();
@@ -172,7 +239,7 @@ fn maps_the_whole_message() {
     let msg = message(Some(
         json!({"FeedbackForwardingEmailAddress": "bounces@acme.com"}),
     ));
-    let req = fill_request(client().send_email(), &msg, Some("events")).unwrap();
+    let req = fill_request(client().send_email(), &msg, Some("events"), None).unwrap();
     let input = req.as_input();
     assert_eq!(
         input.get_from_email_address().as_deref(),
@@ -225,7 +292,7 @@ fn templates_and_provider_options() {
         "template": "receipt", "template_data": {"name": "Ann"}, "ConfigurationSetName": "other",
         "ListManagementOptions": {"ContactListName": "news"}
     })));
-    let req = fill_request(client().send_email(), &msg, Some("events")).unwrap();
+    let req = fill_request(client().send_email(), &msg, Some("events"), None).unwrap();
     let input = req.as_input();
     let t = input.get_content().as_ref().unwrap().template().unwrap();
     assert_eq!(t.template_name(), Some("receipt"));
