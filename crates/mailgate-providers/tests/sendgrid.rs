@@ -498,6 +498,23 @@ async fn verify_reports_key_problems() {
         "not checked"
     ));
 
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(errors(401, None, "Maximum credits exceeded"))
+        .mount(&server)
+        .await;
+    let r = at(&server, "").await.verify().await.unwrap();
+    assert!(!r.ok);
+    assert!(
+        has(
+            &r,
+            CheckAspect::Quota,
+            CheckStatus::Failed,
+            "credits are used up"
+        ),
+        "{r:#?}"
+    );
+
     // A key that may only send: it reads its scopes, nothing else.
     let server = MockServer::start().await;
     scopes(&["mail.send"]).mount(&server).await;

@@ -1,6 +1,6 @@
 //! The SendGrid provider: sends with `POST /v3/mail/send` (the message id comes back in the
-//! `X-Message-Id` header) and verifies the key and the sender with `GET /v3/verified_senders`
-//! and `GET /v3/whitelabel/domains`.
+//! `X-Message-Id` header) and verifies the key's permissions with `GET /v3/scopes` and the
+//! sender with `GET /v3/verified_senders` and `GET /v3/whitelabel/domains` (see `verify`).
 
 use async_trait::async_trait;
 use mailgate_core::address::Mailbox;
@@ -205,6 +205,11 @@ impl Provider for SendgridProvider {
             Ok(scopes) => checks.push(scopes_check(&scopes)),
             Err(e @ SendError::Retryable { .. }) => {
                 checks.push(request_failed(CheckAspect::Connection, &e));
+                return Ok(VerifyReport::from_checks(checks));
+            }
+            // 401 also says the plan's credits are used up: the key itself may be fine.
+            Err(e) if e.code() == "unauthorized" && e.message().contains("credits") => {
+                checks.push(request_failed(CheckAspect::Quota, &e));
                 return Ok(VerifyReport::from_checks(checks));
             }
             Err(e) if e.code() == "unauthorized" => {

@@ -1,5 +1,5 @@
 //! The SES provider: builds the AWS client from the configuration, sends under the account's
-//! rate limit, and verifies credentials, identities and quotas.
+//! rate limit; `verify` (credentials, identities, quotas) is in `verify.rs`.
 
 use std::time::Duration;
 
