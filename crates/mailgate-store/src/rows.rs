@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use mailgate_core::apikey::{ApiKeyRecord, KeyScope};
-use mailgate_core::environment::{Environment, EnvironmentName};
+use mailgate_core::environment::{Environment, EnvironmentName, OrganizationName};
 use mailgate_core::event::{Event, EventType};
 use mailgate_core::message::{ClaimedMessage, Content, Delivery, MessageRecord, MessageStatus};
 use mailgate_core::settings::Tracking;
@@ -153,12 +153,15 @@ pub(crate) struct ClaimRow {
     expires_at: Option<i64>,
     track_opens: bool,
     track_links: bool,
+    organization: Option<String>,
+    sandboxed: bool,
 }
 
 /// The `RETURNING` list matching [`ClaimRow`].
 pub(crate) const CLAIM_COLUMNS: &str =
     "id, environment_id, attempts, max_attempts, lease_token, content, tags, \
-     metadata, provider_options, idempotency_key, expires_at, track_opens, track_links";
+     metadata, provider_options, idempotency_key, expires_at, track_opens, track_links, \
+     organization, sandboxed";
 
 impl ClaimRow {
     /// The domain value; a claimed message always has its content.
@@ -187,6 +190,16 @@ impl ClaimRow {
                     opens: self.track_opens,
                     links: self.track_links,
                 },
+                organization: self
+                    .organization
+                    .as_deref()
+                    .map(|o| {
+                        OrganizationName::parse(o).map_err(|_| {
+                            StoreError::Corrupt("messages.organization: invalid name".into())
+                        })
+                    })
+                    .transpose()?,
+                sandboxed: self.sandboxed,
             },
         })
     }

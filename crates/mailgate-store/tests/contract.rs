@@ -8,16 +8,18 @@ use mailgate_store::{Backend, Database, StoreOptions};
 use mailgate_testkit::db::TestDatabase;
 use support::*;
 
-/// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Database)`.
+/// Generates `sqlite::NAME` and `postgres::NAME` for each contract test `NAME(Database)`; an
+/// entry marked `(second)` is `NAME(Database, Database)`, the second a store of its own (its own
+/// pools) opened on the same database, as another process would.
 macro_rules! contract {
-    ($($module:ident :: $name:ident),* $(,)?) => {
+    ($($module:ident :: $name:ident $(($second:ident))?),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let t = mailgate_testkit::db::TestDatabase::sqlite().await;
                     let db = t.open().await;
-                    crate::cases::$module::$name(db.clone()).await;
+                    run_case!(t, db, $module::$name $(, $second)?);
                     db.close().await;
                 }
             )*
@@ -28,12 +30,24 @@ macro_rules! contract {
                 async fn $name() {
                     let t = mailgate_testkit::db::TestDatabase::postgres().await;
                     let db = t.open().await;
-                    crate::cases::$module::$name(db.clone()).await;
+                    run_case!(t, db, $module::$name $(, $second)?);
                     db.close().await;
                 }
             )*
         }
     };
+}
+
+/// Calls one contract test body with one store, or with two on the same database.
+macro_rules! run_case {
+    ($t:ident, $db:ident, $module:ident :: $name:ident) => {
+        crate::cases::$module::$name($db.clone()).await
+    };
+    ($t:ident, $db:ident, $module:ident :: $name:ident, second) => {{
+        let second = $t.open().await;
+        crate::cases::$module::$name($db.clone(), second.clone()).await;
+        second.close().await;
+    }};
 }
 
 contract!(
@@ -59,9 +73,14 @@ contract!(
     templates::templates_crud,
     templates::settings_roundtrip,
     templates::delivery_options_reach_the_claim,
+    templates::organization_and_sandbox_reach_the_claim,
     templates::final_state_redacts_secrets,
     inbound::provider_events_dedupe_match_and_advance,
     inbound::suppressions_crud,
+    limits::a_bucket_allows_its_burst_then_waits,
+    limits::stores_share_a_bucket(second),
+    limits::concurrent_takers_never_double_take(second),
+    limits::recent_sends_to_one_address,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

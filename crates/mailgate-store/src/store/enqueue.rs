@@ -71,6 +71,20 @@ impl PreparedMessage {
             message,
         })
     }
+
+    /// `messages.organization`.
+    fn organization(&self) -> Option<String> {
+        self.message
+            .delivery
+            .organization
+            .as_ref()
+            .map(|o| o.as_str().to_owned())
+    }
+
+    /// `message_recipients.usage_type`: the usage type the template was asked for.
+    fn usage_type(&self) -> Option<String> {
+        self.message.template.as_ref().map(|t| t.requested.clone())
+    }
 }
 
 impl SqlStore {
@@ -99,18 +113,18 @@ impl SqlStore {
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
      provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, next_attempt_at, \
-     created_at, updated_at, expires_at, track_opens, track_links, secrets) \
-     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10, $11, $12, $13, $14) \
+     created_at, updated_at, expires_at, track_opens, track_links, secrets, organization, sandboxed) \
+     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $10, $11, $12, $13, $14, $15, $16) \
      ON CONFLICT (environment_id, idempotency_key) DO NOTHING RETURNING id";
 
 const INSERT_RECIPIENT: &str =
-    "INSERT INTO message_recipients (message_id, environment_id, address, created_at) \
-     VALUES ($1, $2, $3, $4)";
+    "INSERT INTO message_recipients (message_id, environment_id, address, created_at, usage_type) \
+     VALUES ($1, $2, $3, $4, $5)";
 
 const FIND_IDEMPOTENT: &str =
     "SELECT id, idempotency_fingerprint FROM messages WHERE environment_id = $1 AND idempotency_key = $2";
 
-/// Rows per multi-row statement: 14 parameters a message stays well under every backend's
+/// Rows per multi-row statement: 16 parameters a message stays well under every backend's
 /// parameter limit.
 const ROWS_PER_STATEMENT: usize = 64;
 
@@ -134,7 +148,8 @@ pub(crate) async fn write_batch(
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
                  provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
-                 next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets) ",
+                 next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets, \
+                 organization, sandboxed) ",
             );
             q.push_values(chunk, |mut row, p| {
                 let m = &p.message;
@@ -155,7 +170,9 @@ pub(crate) async fn write_batch(
                     .push_bind(m.delivery.expires_at.map(|t| t.0))
                     .push_bind(m.delivery.tracking.opens)
                     .push_bind(m.delivery.tracking.links)
-                    .push_bind(p.secrets.clone());
+                    .push_bind(p.secrets.clone())
+                    .push_bind(p.organization())
+                    .push_bind(m.delivery.sandboxed);
             });
             q.build().execute(&mut *tx).await?;
             let mut q = sqlx::QueryBuilder::new("INSERT INTO events (id, environment_id, message_id, type, created_at, data) ");
@@ -172,12 +189,15 @@ pub(crate) async fn write_batch(
             let recipients: Vec<(&PreparedMessage, &String)> =
                 chunk.iter().flat_map(|p| p.recipients.iter().map(move |a| (*p, a))).collect();
             for rows in recipients.chunks(ROWS_PER_STATEMENT * 4) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO message_recipients (message_id, environment_id, address, created_at) ");
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO message_recipients (message_id, environment_id, address, created_at, usage_type) ",
+                );
                 q.push_values(rows, |mut row, (p, address)| {
                     row.push_bind(p.message.id.to_string())
                         .push_bind(p.message.environment_id.to_string())
                         .push_bind((*address).clone())
-                        .push_bind(p.message.created_at.0);
+                        .push_bind(p.message.created_at.0)
+                        .push_bind(p.usage_type());
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -204,6 +224,8 @@ pub(crate) async fn write_batch(
                 .bind(m.delivery.tracking.opens)
                 .bind(m.delivery.tracking.links)
                 .bind(p.secrets.as_deref())
+                .bind(p.organization())
+                .bind(m.delivery.sandboxed)
                 .fetch_optional(&mut *tx)
                 .await?;
             let outcome = if inserted.is_some() {
@@ -214,6 +236,7 @@ pub(crate) async fn write_batch(
                         .bind(m.environment_id.to_string())
                         .bind(address)
                         .bind(m.created_at.0)
+                        .bind(p.usage_type())
                         .execute(&mut *tx)
                         .await?;
                 }

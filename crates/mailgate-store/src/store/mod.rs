@@ -7,6 +7,7 @@ mod events;
 mod feeds;
 mod inbound;
 mod keys;
+mod limits;
 mod messages;
 mod providers;
 mod queue;

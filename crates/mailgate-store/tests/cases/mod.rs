@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod events;
 pub mod inbound;
+pub mod limits;
 pub mod messages;
 pub mod queue;
 pub mod templates;

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use mailgate_core::message::{Delivery, MessageStatus};
+use mailgate_core::environment::OrganizationName;
+use mailgate_core::message::{Delivery, EnqueueOutcome, MessageStatus};
 use mailgate_core::settings::{EnvironmentSettings, Tracking};
 use mailgate_core::store::{CapturedMessage, StoredContent};
 use mailgate_core::template::{Locale, Template, TemplateRecord, UsageType};
@@ -116,6 +117,7 @@ pub async fn delivery_options_reach_the_claim(db: Database) {
             opens: true,
             links: false,
         },
+        ..Delivery::default()
     };
     s.enqueue(m.clone()).await.unwrap();
     let plain = message(&env.id, T0);
@@ -125,6 +127,47 @@ pub async fn delivery_options_reach_the_claim(db: Database) {
     assert_eq!(got.delivery, m.delivery);
     let got = claimed.iter().find(|c| c.id == plain.id).unwrap();
     assert_eq!(got.delivery, Delivery::default());
+}
+
+pub async fn organization_and_sandbox_reach_the_claim(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let delivery = Delivery {
+        expires_at: None,
+        tracking: Tracking {
+            opens: false,
+            links: true,
+        },
+        organization: Some(OrganizationName::parse("acme-eu.1").unwrap()),
+        sandboxed: true,
+    };
+    // Keyless messages go through the multi-row statements; enqueued together they share one.
+    let mut keyless = message(&env.id, T0);
+    keyless.delivery = delivery.clone();
+    let mut other = message(&env.id, T0);
+    other.delivery.organization = Some(OrganizationName::parse("globex").unwrap());
+    // A message with an idempotency key goes through the single-row insert.
+    let mut keyed = idempotent(&env.id, "org-1", "body");
+    keyed.delivery = delivery.clone();
+    let (a, b, c) = tokio::join!(
+        s.enqueue(keyless.clone()),
+        s.enqueue(other.clone()),
+        s.enqueue(keyed.clone())
+    );
+    for outcome in [a, b, c] {
+        assert!(matches!(outcome.unwrap(), EnqueueOutcome::Created(_)));
+    }
+    let plain = message(&env.id, T0);
+    s.enqueue(plain.clone()).await.unwrap();
+
+    let claimed = s.claim(10, at(1), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let delivery_of = |id| &claimed.iter().find(|c| c.id == id).unwrap().delivery;
+    assert_eq!(delivery_of(keyless.id), &delivery);
+    assert_eq!(delivery_of(keyed.id), &delivery);
+    assert_eq!(delivery_of(other.id), &other.delivery);
+    assert!(!other.delivery.sandboxed);
+    assert_eq!(delivery_of(plain.id), &Delivery::default());
 }
 
 pub async fn final_state_redacts_secrets(db: Database) {
