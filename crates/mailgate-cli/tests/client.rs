@@ -243,7 +243,7 @@ fn the_client_configures_an_smtp_provider_verifies_it_and_sends_through_it() {
 
     let report = ok(client(d, &url, &admin, &["providers", "verify", "default"]));
     assert!(
-        report.contains("smtp provider: OK") && report.contains("authenticated as mailer"),
+        report.contains("primary (smtp): OK") && report.contains("mailer"),
         "{report}"
     );
 
@@ -299,6 +299,49 @@ fn the_client_configures_an_smtp_provider_verifies_it_and_sends_through_it() {
     assert!(removed.contains("default now uses the default provider"));
     let shown = json(client(d, &url, &admin, &["providers", "show", "--json"]));
     assert_eq!(shown["source"], "default");
+
+    // An organization's own chain and sender.
+    let chain = "failover(capture:// capture://?delay_ms=1&max_per_second=5)";
+    let set = ok(client(
+        d,
+        &url,
+        &admin,
+        &[
+            "providers",
+            "--organization",
+            "acme",
+            "set",
+            chain,
+            "--sender",
+            "Acme <no-reply@acme.example>",
+        ],
+    ));
+    assert!(
+        set.starts_with("failover chain of 2 providers (organization)")
+            && set.contains("sender: Acme <no-reply@acme.example>")
+            && set.contains("failover-1 (capture)"),
+        "{set}"
+    );
+    let report = ok(client(
+        d,
+        &url,
+        &admin,
+        &["providers", "--organization", "acme", "verify"],
+    ));
+    assert!(
+        report.contains("primary (capture): OK") && report.contains("failover-1 (capture): OK"),
+        "{report}"
+    );
+    let removed = ok(client(
+        d,
+        &url,
+        &admin,
+        &["providers", "--organization", "acme", "remove"],
+    ));
+    assert!(
+        removed.contains("acme now uses the provider chain of default"),
+        "{removed}"
+    );
 }
 
 #[test]
@@ -430,7 +473,7 @@ fn rotating_the_secret_key_keeps_provider_credentials_and_notification_secrets_r
     // With the new key, the stored provider still opens (verify builds it from the sealed form).
     let (_server, url, _) = start_server(d);
     let report = ok(client(d, &url, &admin, &["providers", "verify"]));
-    assert!(report.contains("capture provider: OK"), "{report}");
+    assert!(report.contains("primary (capture): OK"), "{report}");
 }
 
 #[test]

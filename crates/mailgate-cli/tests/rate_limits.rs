@@ -112,6 +112,7 @@ async fn two_worker_processes_share_one_provider_rate_limit() {
     let elapsed = last.duration_since(first.unwrap()).as_secs_f64();
     // The first token is free (burst 1); each further one waits an interval.
     let rate = (MESSAGES - 1) as f64 / elapsed;
+    eprintln!("two workers, limit {LIMIT}/s: {rate:.2}/s over {elapsed:.2} s");
     assert!(
         (LIMIT * 0.9..=LIMIT * 1.1).contains(&rate),
         "measured {rate:.2}/s over {elapsed:.2} s for a limit of {LIMIT}/s"

@@ -21,7 +21,6 @@ pub struct ApiError {
     message: Cow<'static, str>,
     field: Option<String>,
     details: Option<serde_json::Value>,
-    retry_after: Option<u64>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -38,7 +37,6 @@ impl ApiError {
             message: message.into(),
             field: None,
             details: None,
-            retry_after: None,
             source: None,
         }
     }
@@ -132,7 +130,6 @@ impl ApiError {
             message: err.message.into(),
             field: Some(err.field),
             details: None,
-            retry_after: None,
             source: None,
         }
     }
@@ -237,7 +234,7 @@ impl From<SendServiceError> for ApiError {
             })),
             SendServiceError::RecipientRateLimited { field, retry_after } => {
                 let secs = retry_after.as_secs_f64().ceil() as u64;
-                let mut e = Self::new(
+                Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "recipient_rate_limited",
                     format!(
@@ -245,9 +242,7 @@ impl From<SendServiceError> for ApiError {
                     ),
                 )
                 .with_field(field)
-                .with_details(serde_json::json!({ "retry_after_seconds": secs }));
-                e.retry_after = Some(secs);
-                e
+                .with_details(serde_json::json!({ "retry_after_seconds": secs }))
             }
             SendServiceError::Store(e) => Self::store(e),
         }
@@ -294,7 +289,14 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        // A 429 says when to come back, in the header as well as the body.
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retry_after_seconds"))
+            .and_then(serde_json::Value::as_u64)
+            .filter(|_| self.status == StatusCode::TOO_MANY_REQUESTS);
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

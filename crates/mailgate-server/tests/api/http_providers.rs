@@ -179,7 +179,8 @@ async fn each_http_provider_set_over_the_api_delivers_and_verifies() {
             "{} verify: {report}",
             case.name
         );
-        let checks = report["checks"].to_string();
+        assert_eq!(report["providers"][0]["type"], case.name);
+        let checks = report["providers"][0]["checks"].to_string();
         assert!(
             checks.contains(case.verify.1),
             "{} verify: {report}",

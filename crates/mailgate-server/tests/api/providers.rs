@@ -179,7 +179,14 @@ async fn verify_reports_and_test_sends_through_the_environment_provider() {
     .await;
     assert_eq!(report["ok"], true);
     assert_eq!(report["source"], "environment");
-    assert!(!report["checks"].as_array().unwrap().is_empty());
+    let checks = report["providers"][0]["checks"].as_array().unwrap();
+    assert!(!checks.is_empty(), "{report}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["aspect"].is_string() && c["status"].is_string() && c["detail"].is_string()),
+        "{report}"
+    );
 
     let bad = app
         .post_json(

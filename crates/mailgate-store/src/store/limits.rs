@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mailgate_core::ids::EnvironmentId;
-use mailgate_core::limits::{gcra, Gcra, LimitStore, RateLimit};
+use mailgate_core::limits::{gcra, Gcra, Grant, LimitStore, RateLimit};
 use mailgate_core::store::StoreError;
 use mailgate_core::Timestamp;
 
@@ -39,7 +39,8 @@ impl LimitStore for SqlStore {
         key: &str,
         limit: &RateLimit,
         now: Timestamp,
-    ) -> Result<Option<Duration>, StoreError> {
+        max_delay: Duration,
+    ) -> Result<Grant, StoreError> {
         let now_micros = now.0.saturating_mul(1_000);
         let select = select_bucket(self.pools());
         with_writer!(self.pools(), pool => async {
@@ -54,19 +55,19 @@ impl LimitStore for SqlStore {
                     .await?;
                 tat = Some(sqlx::query_scalar(select).bind(key).fetch_one(&mut *tx).await?);
             }
-            match gcra(tat, now_micros, limit) {
-                Gcra::Take(new_tat) => {
+            match gcra(tat, now_micros, limit, max_delay) {
+                Gcra::Take { tat: new_tat, delay } => {
                     sqlx::query(UPDATE_BUCKET)
                         .bind(key)
                         .bind(new_tat)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    Ok::<_, sqlx::Error>(None)
+                    Ok::<_, sqlx::Error>(Grant::Taken(delay))
                 }
                 Gcra::Wait(wait) => {
                     tx.rollback().await?;
-                    Ok(Some(wait))
+                    Ok(Grant::Refused(wait))
                 }
             }
         }

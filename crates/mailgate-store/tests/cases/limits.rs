@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mailgate_core::limits::RateLimit;
+use mailgate_core::limits::{Grant, RateLimit};
 use mailgate_core::message::{NewMessage, TemplateChoice};
 use mailgate_core::store::Storage;
 use mailgate_core::{Mailbox, Timestamp};
@@ -18,38 +18,63 @@ pub async fn a_bucket_allows_its_burst_then_waits(db: Database) {
     let limit = RateLimit::new(10.0, 3).unwrap();
     for i in 0..3 {
         assert_eq!(
-            s.take_token("ses:eu", &limit, T0).await.unwrap(),
-            None,
+            s.take_token("ses:eu", &limit, T0, Duration::ZERO)
+                .await
+                .unwrap(),
+            Grant::Taken(Duration::ZERO),
             "token {i} of the burst"
         );
     }
     assert_eq!(
-        s.take_token("ses:eu", &limit, T0).await.unwrap(),
-        Some(Duration::from_millis(100))
+        s.take_token("ses:eu", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Refused(Duration::from_millis(100))
     );
     // A refusal takes nothing: the wait only shrinks as time passes.
     assert_eq!(
-        s.take_token("ses:eu", &limit, at(30)).await.unwrap(),
-        Some(Duration::from_millis(70))
+        s.take_token("ses:eu", &limit, at(30), Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Refused(Duration::from_millis(70))
     );
     // Other buckets are independent.
-    assert_eq!(s.take_token("ses:us", &limit, T0).await.unwrap(), None);
+    assert_eq!(
+        s.take_token("ses:us", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Taken(Duration::ZERO)
+    );
 
     // After the wait exactly one token is free.
-    assert_eq!(s.take_token("ses:eu", &limit, at(100)).await.unwrap(), None);
     assert_eq!(
-        s.take_token("ses:eu", &limit, at(100)).await.unwrap(),
-        Some(Duration::from_millis(100))
+        s.take_token("ses:eu", &limit, at(100), Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Taken(Duration::ZERO)
+    );
+    assert_eq!(
+        s.take_token("ses:eu", &limit, at(100), Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Refused(Duration::from_millis(100))
     );
 
     // An idle bucket refills to its burst, not beyond.
     let later = at(3_600_000);
     for _ in 0..3 {
-        assert_eq!(s.take_token("ses:eu", &limit, later).await.unwrap(), None);
+        assert_eq!(
+            s.take_token("ses:eu", &limit, later, Duration::ZERO)
+                .await
+                .unwrap(),
+            Grant::Taken(Duration::ZERO)
+        );
     }
     assert_eq!(
-        s.take_token("ses:eu", &limit, later).await.unwrap(),
-        Some(Duration::from_millis(100))
+        s.take_token("ses:eu", &limit, later, Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Refused(Duration::from_millis(100))
     );
 }
 
@@ -57,29 +82,49 @@ pub async fn a_bucket_allows_its_burst_then_waits(db: Database) {
 pub async fn stores_share_a_bucket(db: Database, second: Database) {
     let (a, b) = (db.storage(), second.storage());
     let limit = RateLimit::new(1.0, 2).unwrap();
-    assert_eq!(a.take_token("shared", &limit, T0).await.unwrap(), None);
-    assert_eq!(b.take_token("shared", &limit, T0).await.unwrap(), None);
-    let second_wait = Some(Duration::from_secs(1));
     assert_eq!(
-        a.take_token("shared", &limit, T0).await.unwrap(),
+        a.take_token("shared", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Taken(Duration::ZERO)
+    );
+    assert_eq!(
+        b.take_token("shared", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Taken(Duration::ZERO)
+    );
+    let second_wait = Grant::Refused(Duration::from_secs(1));
+    assert_eq!(
+        a.take_token("shared", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
         second_wait
     );
     assert_eq!(
-        b.take_token("shared", &limit, T0).await.unwrap(),
+        b.take_token("shared", &limit, T0, Duration::ZERO)
+            .await
+            .unwrap(),
         second_wait
     );
     // The token freed a second later goes to whichever asks first, once.
     assert_eq!(
-        b.take_token("shared", &limit, at(1_000)).await.unwrap(),
-        None
+        b.take_token("shared", &limit, at(1_000), Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Taken(Duration::ZERO)
     );
     assert_eq!(
-        a.take_token("shared", &limit, at(1_000)).await.unwrap(),
+        a.take_token("shared", &limit, at(1_000), Duration::ZERO)
+            .await
+            .unwrap(),
         second_wait
     );
     assert_eq!(
-        a.take_token("shared", &limit, at(1_500)).await.unwrap(),
-        Some(Duration::from_millis(500))
+        a.take_token("shared", &limit, at(1_500), Duration::ZERO)
+            .await
+            .unwrap(),
+        Grant::Refused(Duration::from_millis(500))
     );
 }
 
@@ -127,13 +172,17 @@ async fn hammer(stores: [Arc<dyn Storage>; 2], key: &'static str) -> Hammered {
                 let (mut taken, mut refused) = (Vec::new(), Vec::new());
                 while started.elapsed() < RUN {
                     let (now, asked) = wall_clock();
-                    match store.take_token(key, &limit, now).await.unwrap() {
-                        None => {
+                    match store
+                        .take_token(key, &limit, now, Duration::ZERO)
+                        .await
+                        .unwrap()
+                    {
+                        Grant::Taken(_) => {
                             taken.push(now.0);
                             // The next token is at least an interval away.
                             wake_at(asked + Duration::from_millis(INTERVAL_MS as u64)).await;
                         }
-                        Some(wait) => {
+                        Grant::Refused(wait) => {
                             refused.push((now.0, wait));
                             wake_at(asked + wait).await;
                         }
