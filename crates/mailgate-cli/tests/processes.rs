@@ -151,11 +151,14 @@ async fn enqueue_many(storage: &Arc<dyn Storage>, env: &Environment, n: usize) -
 /// round trip, or a second worker may take a message the first is still finishing.
 fn start_worker(dir: &Path, url: &str, provider: &str, lease_seconds: u32) -> Proc {
     let lease = lease_seconds.to_string();
+    // A provider call that outlives the send timeout counts as failed and is tried again even if
+    // it went through, so a loaded machine needs room here for exactly-once to hold.
+    let send_timeout = if lease_seconds >= 20 { "10" } else { "2" };
     let env = [
         ("MAILGATE_PROVIDER__DEFAULT", provider),
         ("MAILGATE_WORKER__POLL_INTERVAL_MS", "50"),
         ("MAILGATE_WORKER__LEASE_SECONDS", lease.as_str()),
-        ("MAILGATE_WORKER__SEND_TIMEOUT_SECONDS", "2"),
+        ("MAILGATE_WORKER__SEND_TIMEOUT_SECONDS", send_timeout),
         ("MAILGATE_WORKER__CONCURRENCY", "32"),
         ("MAILGATE_RETENTION__CONTENT_DAYS", "0"),
     ];

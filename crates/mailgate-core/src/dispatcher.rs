@@ -190,7 +190,11 @@ impl Dispatcher {
                         drop(permit);
                         return;
                     }
-                    let completion = this.deliver(message).await;
+                    let Some(completion) = this.deliver(message).await else {
+                        // Held without an attempt: nothing to complete.
+                        drop(permit);
+                        return;
+                    };
                     // The completer outlives every delivery task, so this only fails at exit;
                     // it releases the permit once the outcome is committed.
                     let _ = done.send((completion, permit)).await;
@@ -259,49 +263,83 @@ impl Dispatcher {
     /// Puts the message back in the queue if its environment's sending is paused; true if it
     /// did (or the lease was lost meanwhile).
     async fn hold_if_paused(&self, message: &ClaimedMessage) -> bool {
-        let Some((gate, store)) = &self.gate else {
+        let Some((gate, _)) = &self.gate else {
             return false;
         };
         if !gate.paused(&message.environment_id).await {
             return false;
         }
+        self.hold(
+            message,
+            PAUSE_RECHECK,
+            "paused_reputation",
+            "sending is paused: the environment's reputation is critical and pause_on_critical is set",
+            &[],
+        )
+        .await
+    }
+
+    /// Puts the message back in the queue for `wait` without counting the attempt, with a
+    /// `deferred` event; false when there is no store to hold it with (the caller then records
+    /// a normal outcome).
+    async fn hold(
+        &self,
+        message: &ClaimedMessage,
+        wait: Duration,
+        code: &str,
+        reason: &str,
+        tried: &[Tried],
+    ) -> bool {
+        let Some((_, store)) = &self.gate else {
+            return false;
+        };
         let now = self.clock.now();
-        let until = now.plus(PAUSE_RECHECK);
+        let until = now.plus(wait);
+        let mut data = json!({
+            "attempt": message.attempt - 1,
+            "code": code,
+            "retryable": true,
+            "reason": reason,
+            "next_attempt_at": until.to_rfc3339(),
+        });
+        if !tried.is_empty() {
+            data["failovers"] = json!(tried);
+        }
         let event = NewEvent::for_message(
             message.environment_id,
             message.id,
             EventType::Deferred,
             now,
-            json!({
-                "attempt": message.attempt - 1,
-                "code": "paused_reputation",
-                "retryable": true,
-                "reason": "sending is paused: the environment's reputation is critical and pause_on_critical is set",
-                "next_attempt_at": until.to_rfc3339(),
-            }),
+            data,
         );
         match store
             .hold_message(&message.id, &message.lease_token, until, &event)
             .await
         {
             Ok(_) => {
-                tracing::info!(message.id = %message.id, "held: sending paused by reputation");
+                tracing::info!(message.id = %message.id, code, "held without an attempt");
                 true
             }
             Err(e) => {
                 // The lease expires and the message is claimed again.
-                tracing::warn!(error = %e, "could not hold a paused message");
+                tracing::warn!(error = %e, "could not hold a message");
                 true
             }
         }
     }
 
     /// Delivers one claimed message and decides its next state.
+    /// `None` when the message went back to the queue without an attempt (every provider of its
+    /// route was cooling down or out of rate-limit tokens).
     #[tracing::instrument(skip_all, fields(message.id = %message.id, attempt = message.attempt))]
-    async fn deliver(&self, message: ClaimedMessage) -> Completion {
+    async fn deliver(&self, message: ClaimedMessage) -> Option<Completion> {
         if let Some(at) = message.delivery.expires_at {
             if self.clock.now() >= at {
-                return self.expired(&message, None, "the message expired before this attempt");
+                return Some(self.expired(
+                    &message,
+                    None,
+                    "the message expired before this attempt",
+                ));
             }
         }
         if message.attempt > message.max_attempts {
@@ -309,10 +347,10 @@ impl Dispatcher {
                 "lease_expired",
                 "the worker delivering the last attempt stopped before recording its outcome",
             );
-            return self.failure(&message, None, &[], err);
+            return Some(self.failure(&message, None, &[], err));
         }
         if message.delivery.sandboxed {
-            return self.sandboxed(&message).await;
+            return Some(self.sandboxed(&message).await);
         }
         let route = match self
             .providers
@@ -323,7 +361,7 @@ impl Dispatcher {
             .await
         {
             Ok(r) => r,
-            Err(e) => return self.failure(&message, None, &[], e),
+            Err(e) => return Some(self.failure(&message, None, &[], e)),
         };
         let ctx = RouteContext {
             circuits: &self.circuits,
@@ -336,9 +374,31 @@ impl Dispatcher {
         match outcome.result {
             Ok(receipt) => {
                 let handled = outcome.handled_by.expect("a receipt comes from a provider");
-                self.success(&message, handled, &outcome.tried, receipt)
+                Some(self.success(&message, handled, &outcome.tried, receipt))
             }
-            Err(err) => self.failure(&message, outcome.handled_by, &outcome.tried, err),
+            Err(SendError::Retryable {
+                code,
+                message: reason,
+                retry_after,
+            }) if outcome.handled_by.is_none() => {
+                // No provider was called: the attempt is not spent.
+                let wait = retry_after
+                    .unwrap_or(self.config.poll_interval)
+                    .max(Duration::from_millis(100));
+                if self
+                    .hold(&message, wait, &code, &reason, &outcome.tried)
+                    .await
+                {
+                    return None;
+                }
+                let err = SendError::Retryable {
+                    code,
+                    message: reason,
+                    retry_after,
+                };
+                Some(self.failure(&message, None, &outcome.tried, err))
+            }
+            Err(err) => Some(self.failure(&message, outcome.handled_by, &outcome.tried, err)),
         }
     }
 

@@ -242,8 +242,10 @@ pub struct RouteContext<'a> {
 }
 
 impl Route {
-    /// One delivery attempt of `message` through this route.
+    /// One delivery attempt of `message` through this route. A route of one provider has no
+    /// circuit breaker: with nothing to fail over to, the retry schedule alone paces attempts.
     pub async fn deliver(&self, message: &ClaimedMessage, ctx: &RouteContext<'_>) -> RouteOutcome {
+        let breaker = self.members.len() > 1;
         let mut tried = Vec::new();
         // Why the attempt may succeed later even though no provider took it now.
         let mut retry_after: Option<Duration> = None;
@@ -251,7 +253,12 @@ impl Route {
         let mut any_retryable = false;
         for member in self.order() {
             let name = member.provider.name().to_owned();
-            match ctx.circuits.admit(&member.key, &self.breaker) {
+            let admission = if breaker {
+                ctx.circuits.admit(&member.key, &self.breaker)
+            } else {
+                Admission::Closed
+            };
+            match admission {
                 Admission::Open(until) => {
                     let wait = until.saturating_duration_since(Instant::now());
                     retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
@@ -315,7 +322,7 @@ impl Route {
                             retry_after = Some(retry_after.map_or(h, |r| r.min(h)));
                         }
                     }
-                    if ctx.circuits.failure(&member.key, &self.breaker, hint) {
+                    if breaker && ctx.circuits.failure(&member.key, &self.breaker, hint) {
                         tracing::warn!(route = %member.label, provider = %name, code = e.code(), "provider circuit opened");
                     }
                     flush(&mut tried, &mut last);

@@ -205,15 +205,17 @@ async fn a_circuit_opens_after_the_threshold_and_one_probe_closes_it() {
 #[tokio::test]
 async fn every_circuit_open_defers_until_the_first_cool_down_ends() {
     let a = Scripted::new("postmark", vec![Err(outage())]);
+    let b = Scripted::new("ses", vec![Err(outage())]);
     let route = Route::new(
         RouteMode::Failover,
-        vec![member("primary", &a, None)],
+        vec![member("primary", &a, None), member("backup", &b, None)],
         policy(1, 5000),
     );
     let circuits = Circuits::default();
     route.deliver(&message(), &ctx(&circuits, None)).await;
     let out = route.deliver(&message(), &ctx(&circuits, None)).await;
-    assert_eq!(a.calls(), 1);
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    assert!(out.handled_by.is_none(), "no provider was called");
     match out.result {
         Err(SendError::Retryable {
             code, retry_after, ..
@@ -224,6 +226,26 @@ async fn every_circuit_open_defers_until_the_first_cool_down_ends() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_lone_provider_has_no_circuit_to_open() {
+    let a = Scripted::new(
+        "postmark",
+        vec![Err(outage()), Err(outage()), Err(outage())],
+    );
+    let route = Route::new(
+        RouteMode::Failover,
+        vec![member("primary", &a, None)],
+        policy(1, 60_000),
+    );
+    let circuits = Circuits::default();
+    for _ in 0..3 {
+        let out = route.deliver(&message(), &ctx(&circuits, None)).await;
+        assert_eq!(out.result.unwrap_err().code(), "http_503");
+    }
+    assert_eq!(a.calls(), 3, "every attempt reaches the provider");
+    assert!(!circuits.is_open("env/primary"));
 }
 
 #[tokio::test]
