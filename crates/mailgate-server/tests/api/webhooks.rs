@@ -321,3 +321,65 @@ async fn webhooks_for_another_provider_or_unconfigured_are_refused() {
     assert_eq!(resp.status().as_u16(), 404);
     app.stop().await;
 }
+
+/// A chain's failover and an organization's provider get their webhooks authenticated with their
+/// own credentials, like an environment's only provider.
+#[tokio::test]
+async fn webhooks_of_a_failover_and_of_an_organization_provider_are_authenticated() {
+    let app = TestApp::spawn().await;
+    let mailgun =
+        format!("mailgun+api://key-api@mg.acme.example?webhook_signing_key={MAILGUN_KEY}");
+    set_provider(
+        &app,
+        json!({
+            "primary": {"dsn": "postmark+api://server-token@default?webhook_username=hook&webhook_password=s3cret"},
+            "failovers": [{"dsn": mailgun}],
+        }),
+    )
+    .await;
+    scenario(
+        &app,
+        "mailgun",
+        mailgun_sign,
+        mailgun_forge,
+        mailgun_unsign,
+        true,
+    )
+    .await;
+
+    app.stop().await;
+
+    // Resend only as an organization's provider (a fresh app: the first scenario suppressed its
+    // recipients).
+    let app = TestApp::spawn().await;
+    let r = app
+        .put_json(
+            "/v1/environments/default/organizations/acme/provider",
+            &app.admin_key,
+            &json!({"type": "resend", "api_key": "re_org", "webhook_secret": RESEND_SECRET}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let forge = |mut h: Hook| {
+        h.body = String::from_utf8(h.body)
+            .unwrap()
+            .replace("email.bounced", "email.delivered")
+            .into_bytes();
+        h
+    };
+    let unsign = |mut h: Hook| {
+        h.headers.retain(|(k, _)| k != "svix-signature");
+        h
+    };
+    scenario(&app, "resend", resend_sign, forge, unsign, true).await;
+
+    // SendGrid is in no chain of the environment.
+    let (status, _) = post(
+        &app,
+        "sendgrid",
+        &json_hook(vec![], &json!([{"event": "delivered"}])),
+    )
+    .await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
