@@ -153,12 +153,15 @@ fn start_worker(dir: &Path, url: &str, provider: &str, lease_seconds: u32) -> Pr
     let lease = lease_seconds.to_string();
     // A provider call that outlives the send timeout counts as failed and is tried again even if
     // it went through, so a loaded machine needs room here for exactly-once to hold.
-    let send_timeout = if lease_seconds >= 20 { "10" } else { "2" };
+    let send_timeout = (lease_seconds / 2).min(10).to_string();
     let env = [
         ("MAILGATE_PROVIDER__DEFAULT", provider),
         ("MAILGATE_WORKER__POLL_INTERVAL_MS", "50"),
         ("MAILGATE_WORKER__LEASE_SECONDS", lease.as_str()),
-        ("MAILGATE_WORKER__SEND_TIMEOUT_SECONDS", send_timeout),
+        (
+            "MAILGATE_WORKER__SEND_TIMEOUT_SECONDS",
+            send_timeout.as_str(),
+        ),
         ("MAILGATE_WORKER__CONCURRENCY", "32"),
         ("MAILGATE_RETENTION__CONTENT_DAYS", "0"),
     ];
@@ -279,7 +282,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
 
     // A slow worker: each delivery takes 300 ms, 32 at a time.
-    let mut slow = start_worker(dir.path(), &db.url, "capture://?delay_ms=300", 3);
+    let mut slow = start_worker(dir.path(), &db.url, "capture://?delay_ms=300", 10);
     let deadline = Instant::now() + Duration::from_secs(30);
     let in_flight: HashSet<MessageId> = loop {
         let mut sending = HashSet::new();
@@ -302,15 +305,28 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         if delivered > 0 && !sending.is_empty() {
             slow.0.kill().unwrap(); // SIGKILL: no chance to finish or release anything
             slow.0.wait().unwrap();
-            break sending;
+            // What was in flight at the kill: the statuses are frozen until the rescuer starts
+            // (a scan before the kill races the worker's claims on a loaded machine).
+            let mut at_kill = HashSet::new();
+            for id in &ids {
+                let m = storage
+                    .get_message(Some(&env.id), id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if m.status == MessageStatus::Sending {
+                    at_kill.insert(*id);
+                }
+            }
+            break at_kill;
         }
         assert!(Instant::now() < deadline, "the slow worker never got going");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    // Its claimed messages stay leased until the lease (3 s) expires; then another worker
+    // Its claimed messages stay leased until the lease (10 s) expires; then another worker
     // takes them.
-    let _rescuer = start_worker(dir.path(), &db.url, "capture://", 3);
+    let _rescuer = start_worker(dir.path(), &db.url, "capture://", 10);
     let counts = wait_captured(&storage, &env, &ids, Duration::from_secs(60)).await;
     assert_all_delivered(&storage, &env, &ids).await;
     for (id, n) in &counts {

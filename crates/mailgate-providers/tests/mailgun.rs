@@ -2,19 +2,21 @@
 //! Prism reads repeated multipart fields as arrays) and against wiremock for the exact form, the
 //! answers Prism cannot give (rate limits, 5xx, timeouts). `verify` is in `mailgun_verify.rs`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use mailgate_core::address::Mailbox;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError};
+use mailgate_core::provider::SendError;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::prism::{specs_dir, PrismPeer};
 use serde_json::json;
+use support::{mailgun as provider, mailgun_wiremock as wiremock_provider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -67,21 +69,6 @@ fn full_message() -> ClaimedMessage {
         idempotency_key: None,
         delivery: Default::default(),
     }
-}
-
-async fn provider(dsn: &str) -> Arc<dyn Provider> {
-    let ProviderConfig::Mailgun(config) = ProviderConfig::from_dsn(dsn).unwrap() else {
-        panic!("not a Mailgun config");
-    };
-    config.build().await.unwrap()
-}
-
-async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "mailgun+api://key-test@mg.acme.com?endpoint={}{extra}",
-        server.uri()
-    ))
-    .await
 }
 
 /// One multipart part: field name, file name, content type, bytes.

@@ -1,30 +1,16 @@
 //! Mailgun's `verify` against wiremock (every domain state and refusal) and against Prism
 //! serving Mailgun's official OpenAPI spec.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod support;
 
-use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, VerifyCheck, VerifyReport};
-use mailgate_providers::ProviderConfig;
+use std::path::PathBuf;
+
+use mailgate_core::provider::{CheckAspect, CheckStatus, VerifyCheck, VerifyReport};
 use mailgate_testkit::peers::prism::{specs_dir, PrismPeer};
 use serde_json::json;
+use support::{mailgun as provider, mailgun_wiremock as wiremock_provider};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn provider(dsn: &str) -> Arc<dyn Provider> {
-    let ProviderConfig::Mailgun(config) = ProviderConfig::from_dsn(dsn).unwrap() else {
-        panic!("not a Mailgun config");
-    };
-    config.build().await.unwrap()
-}
-
-async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "mailgun+api://key-test@mg.acme.com?endpoint={}{extra}",
-        server.uri()
-    ))
-    .await
-}
 
 /// The Prism-friendly copy of Mailgun's spec (see `mailgun.rs`), under its own name.
 fn patched_spec() -> PathBuf {

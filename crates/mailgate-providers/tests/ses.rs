@@ -2,6 +2,8 @@
 //! and auth; wiremock for what moto cannot produce (throttling, 5xx, quotas, request bodies).
 //! `verify` is in `ses_verify.rs`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use mailgate_providers::ses::SesProvider;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::moto::MotoPeer;
 use serde_json::{json, Value};
+use support::{moto_provider, ses as provider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -51,35 +54,6 @@ fn message(from: &str) -> ClaimedMessage {
         idempotency_key: None,
         delivery: Default::default(),
     }
-}
-
-async fn provider(dsn: &str) -> Arc<dyn Provider> {
-    let ProviderConfig::Ses(config) = ProviderConfig::from_dsn(dsn).unwrap() else {
-        panic!("not an SES config");
-    };
-    config.build().await.unwrap()
-}
-
-/// Percent-encodes a DSN credential (moto's secrets hold `/` and `+`).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn moto_provider(peer: &MotoPeer, secret: &str, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "ses+api://{}:{}@default?region=us-east-1&endpoint={}{extra}",
-        encode(&peer.access_key_id),
-        encode(secret),
-        peer.endpoint
-    ))
-    .await
 }
 
 #[tokio::test]

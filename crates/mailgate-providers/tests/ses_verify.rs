@@ -1,43 +1,16 @@
 //! SES `verify` against real peers: moto_server (signature checking on) for the sender's
 //! identities, wiremock for what moto cannot produce (GetAccount, identity listings, refusals).
 
+mod support;
+
 use std::sync::Arc;
 
 use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, VerifyCheck, VerifyReport};
-use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::moto::MotoPeer;
 use serde_json::{json, Value};
+use support::{moto_provider, ses as provider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn provider(dsn: &str) -> Arc<dyn Provider> {
-    let ProviderConfig::Ses(config) = ProviderConfig::from_dsn(dsn).unwrap() else {
-        panic!("not an SES config");
-    };
-    config.build().await.unwrap()
-}
-
-/// Percent-encodes a DSN credential (moto's secrets hold `/` and `+`).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn moto_provider(peer: &MotoPeer, secret: &str, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "ses+api://{}:{}@default?region=us-east-1&endpoint={}{extra}",
-        encode(&peer.access_key_id),
-        encode(secret),
-        peer.endpoint
-    ))
-    .await
-}
 
 async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
     provider(&format!(
