@@ -161,7 +161,11 @@ pub(crate) fn check_fresh(seconds: &str, now: Timestamp) -> Result<(), WebhookEr
         .trim()
         .parse()
         .map_err(|_| WebhookError::Unauthorized("timestamp is not a number".into()))?;
-    if (now.0 / 1000 - ts).abs() > TOLERANCE_SECONDS {
+    // Checked: a signed but absurd timestamp (i64::MIN) must be refused, not overflow.
+    let fresh = (now.0 / 1000)
+        .checked_sub(ts)
+        .is_some_and(|d| d.unsigned_abs() <= TOLERANCE_SECONDS.unsigned_abs());
+    if !fresh {
         return Err(WebhookError::Unauthorized(
             "timestamp outside the 5-minute tolerance".into(),
         ));
@@ -192,4 +196,31 @@ pub(crate) fn from_seconds(s: f64) -> Timestamp {
 /// An invalid-payload error from a JSON error.
 pub(crate) fn invalid(e: impl std::fmt::Display) -> WebhookError {
     WebhookError::Invalid(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fresh_within_the_tolerance_only_and_never_overflow() {
+        let now = Timestamp(1_700_000_000_000);
+        assert!(check_fresh("1700000000", now).is_ok());
+        assert!(check_fresh(" 1699999700 ", now).is_ok());
+        assert!(check_fresh("1700000300", now).is_ok());
+        for stale in [
+            "1699999699",
+            "1700000301",
+            "0",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "x",
+            "",
+        ] {
+            assert!(
+                matches!(check_fresh(stale, now), Err(WebhookError::Unauthorized(_))),
+                "{stale}"
+            );
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod api {
     mod errors;
     mod events;
     mod health;
+    mod hostile;
     mod http_providers;
     mod keys;
     mod notifications;

@@ -27,18 +27,18 @@ use x509_cert::time::Validity;
 
 use super::webhook_support::{post, scenario, set_provider, About, Hook, Kind};
 
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+pub(super) const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
 
 /// The fake SNS: its base URL, the CA file that trusts it, the signing key, and the
 /// SubscribeURL hit count.
-struct FakeSns {
-    base: String,
-    ca_file: tempfile::NamedTempFile,
-    key: RsaPrivateKey,
-    confirmations: Arc<AtomicUsize>,
+pub(super) struct FakeSns {
+    pub(super) base: String,
+    pub(super) ca_file: tempfile::NamedTempFile,
+    pub(super) key: RsaPrivateKey,
+    pub(super) confirmations: Arc<AtomicUsize>,
 }
 
-async fn fake_sns() -> FakeSns {
+pub(super) async fn fake_sns() -> FakeSns {
     // The SNS signing certificate: a self-signed RSA certificate.
     let key = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
     let signer = SigningKey::<sha2::Sha256>::new(key.clone());
@@ -117,7 +117,7 @@ async fn fake_sns() -> FakeSns {
     }
 }
 
-fn rfc3339(ts: i64) -> String {
+pub(super) fn rfc3339(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
@@ -125,7 +125,7 @@ fn rfc3339(ts: i64) -> String {
 }
 
 /// Signs an SNS message the way SNS does (the string to sign, RSA PKCS#1 v1.5).
-fn sign_sns(sns: &FakeSns, mut m: Value, version: &str) -> Value {
+pub(super) fn sign_sns(sns: &FakeSns, mut m: Value, version: &str) -> Value {
     m["SignatureVersion"] = version.into();
     m["SigningCertURL"] = format!("{}/cert.pem", sns.base).into();
     let kind = m["Type"].as_str().unwrap().to_owned();
