@@ -93,6 +93,9 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
+                // Overwrite what an update or delete frees with zeros: redacting a sign-in code
+                // (or purging content) must not leave the old bytes in the file's free space.
+                .pragma("secure_delete", "ON")
                 .busy_timeout(options.busy_timeout);
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
