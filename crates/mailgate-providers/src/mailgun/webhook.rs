@@ -53,8 +53,12 @@ pub(crate) fn handle(
         return Err(WebhookError::Unauthorized("signature mismatch".into()));
     }
     check_fresh(ts, now)?;
-    let event = parse_event(&body["event-data"])?;
-    Ok((event.into_iter().collect(), token.to_owned()))
+    Ok((parse_payload(&body)?, token.to_owned()))
+}
+
+/// Parses an authenticated payload (the whole JSON body; its `event-data`).
+pub(crate) fn parse_payload(body: &Value) -> Result<Vec<ProviderEvent>, WebhookError> {
+    Ok(parse_event(&body["event-data"])?.into_iter().collect())
 }
 
 /// Normalizes one `event-data` object; `None` for events mailgate does not track.

@@ -49,10 +49,13 @@ pub(crate) fn handle(
     now: Timestamp,
 ) -> Result<WebhookOutcome, WebhookError> {
     authenticate(config, req)?;
-    let body: Value = serde_json::from_slice(req.body()).map_err(invalid)?;
-    Ok(WebhookOutcome::Events(
-        parse(&body, now)?.into_iter().collect(),
-    ))
+    Ok(WebhookOutcome::Events(parse_body(req.body(), now)?))
+}
+
+/// Parses an authenticated body (one record).
+pub(crate) fn parse_body(body: &[u8], now: Timestamp) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let body: Value = serde_json::from_slice(body).map_err(invalid)?;
+    Ok(parse(&body, now)?.into_iter().collect())
 }
 
 /// Normalizes one record; `None` for records mailgate does not track.

@@ -75,8 +75,17 @@ pub(crate) fn handle(
         return Err(WebhookError::Unauthorized("signature mismatch".into()));
     }
     check_fresh(ts, now)?;
-    let body: Value = serde_json::from_slice(req.body()).map_err(invalid)?;
-    Ok(WebhookOutcome::Events(parse(id, &body, now)?))
+    Ok(WebhookOutcome::Events(parse_body(id, req.body(), now)?))
+}
+
+/// Parses an authenticated body (`id` is the `svix-id`).
+pub(crate) fn parse_body(
+    id: &str,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let body: Value = serde_json::from_slice(body).map_err(invalid)?;
+    parse(id, &body, now)
 }
 
 /// The `mailgate_message_id` tag, from the map form or the older `[{name, value}]` form.

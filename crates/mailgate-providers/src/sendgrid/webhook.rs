@@ -63,7 +63,12 @@ pub(crate) fn handle(
         return Err(WebhookError::Unauthorized("signature mismatch".into()));
     }
     check_fresh(ts, now)?;
-    let body: Value = serde_json::from_slice(req.body()).map_err(invalid)?;
+    Ok(WebhookOutcome::Events(parse_body(req.body())?))
+}
+
+/// Parses an authenticated body: a JSON array of events, one normalized event each.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let body: Value = serde_json::from_slice(body).map_err(invalid)?;
     let items = body
         .as_array()
         .ok_or_else(|| invalid("expected a JSON array of events"))?;
@@ -71,7 +76,7 @@ pub(crate) fn handle(
     for item in items {
         events.extend(parse(item)?);
     }
-    Ok(WebhookOutcome::Events(events))
+    Ok(events)
 }
 
 /// The `X-Message-Id` part of an `sg_message_id` (`ID.filter…` / `ID.recvd-…`).

@@ -160,6 +160,16 @@ fn http_client(config: &SesConfig) -> Result<reqwest::Client, WebhookError> {
 }
 
 impl SnsCertificates {
+    /// Caches the key of a PEM certificate for `url`, as a fetch would.
+    pub(crate) fn preload(&self, url: &str, pem: &[u8]) -> Result<(), WebhookError> {
+        let key = key_from_pem(pem)?;
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.to_owned(), key);
+        Ok(())
+    }
+
     async fn key(&self, config: &SesConfig, url: &str) -> Result<RsaPublicKey, WebhookError> {
         if let Some(k) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
             return Ok(k.clone());
@@ -230,7 +240,7 @@ pub(crate) async fn handle(
         .as_str()
         .and_then(Timestamp::parse)
         .ok_or_else(|| WebhookError::Unauthorized("no Timestamp".into()))?;
-    if now.0 - sent.0 > MAX_AGE_MS {
+    if now.0.saturating_sub(sent.0) > MAX_AGE_MS {
         return Err(WebhookError::Unauthorized(
             "message older than an hour".into(),
         ));
@@ -252,16 +262,22 @@ pub(crate) async fn handle(
             tracing::info!("SNS subscription confirmed");
             Ok(WebhookOutcome::SubscriptionConfirmed)
         }
-        Some("Notification") => {
-            let id = m["MessageId"]
-                .as_str()
-                .ok_or_else(|| invalid("no MessageId"))?;
-            let inner: Value =
-                serde_json::from_str(m["Message"].as_str().unwrap_or_default()).map_err(invalid)?;
-            Ok(WebhookOutcome::Events(parse(id, &inner, now)?))
-        }
+        Some("Notification") => Ok(WebhookOutcome::Events(parse_notification(&m, now)?)),
         _ => Ok(WebhookOutcome::Ignored),
     }
+}
+
+/// Parses an authenticated SNS `Notification`: its `Message` is the SES event.
+pub(crate) fn parse_notification(
+    m: &Value,
+    now: Timestamp,
+) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let id = m["MessageId"]
+        .as_str()
+        .ok_or_else(|| invalid("no MessageId"))?;
+    let inner: Value =
+        serde_json::from_str(m["Message"].as_str().unwrap_or_default()).map_err(invalid)?;
+    parse(id, &inner, now)
 }
 
 /// Normalizes one SES event (either format) into one event per recipient.
