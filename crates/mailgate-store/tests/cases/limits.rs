@@ -208,54 +208,32 @@ async fn hammer(stores: [Arc<dyn Storage>; 2], key: &'static str) -> Hammered {
 /// Tasks on two stores race for the tokens of one bucket of 50/s (burst 1) for two seconds of
 /// real time. Exact, whatever the machine's load: no two tokens are taken less than an interval
 /// apart (a double take), and every refusal came while the last token taken was less than an
-/// interval old (no token refused that was free). Then the count follows the rate, within ±10%
-/// of 50 × elapsed + 1. That part depends on the takers asking on time, which a loaded machine
-/// can prevent (a taker late for a token with burst 1 delays every later one); a run whose
-/// count is off is therefore repeated, up to three runs, the exact checks applying to each.
+/// interval old (no token refused that was free). How many tokens a loaded machine's takers
+/// manage to ask for on time is not the store's property and is not asserted here; the rate a
+/// provider actually gets is measured end to end by `mailgate-cli`'s `rate_limits` test.
 pub async fn concurrent_takers_never_double_take(db: Database, second: Database) {
-    let mut report = String::new();
-    for key in ["hammered-1", "hammered-2", "hammered-3"] {
-        let Hammered { taken, refused } = hammer([db.storage(), second.storage()], key).await;
-        let first = taken[0];
-        for pair in taken.windows(2) {
-            assert!(
-                pair[1] - pair[0] >= INTERVAL_MS,
-                "tokens taken at {} and {} ms: closer than the interval",
-                pair[0] - first,
-                pair[1] - first
-            );
-        }
-        let next_allowed: HashSet<i64> = taken.iter().map(|t| (t + INTERVAL_MS) * 1_000).collect();
-        assert!(!refused.is_empty());
-        for (now, wait) in &refused {
-            let until = now * 1_000 + i64::try_from(wait.as_micros()).unwrap();
-            assert!(
-                !wait.is_zero() && next_allowed.contains(&until),
-                "refused at {} ms for {wait:?}: no token was taken {INTERVAL_MS} ms before that",
-                now - first
-            );
-        }
-
-        let asked = taken
-            .iter()
-            .copied()
-            .chain(refused.iter().map(|(now, _)| *now));
-        let span_ms = asked.clone().max().unwrap() - asked.min().unwrap();
-        assert!(span_ms >= 1_900, "the tasks asked for {span_ms} ms");
-        let expected = 50.0 * span_ms as f64 / 1000.0 + 1.0;
-        let n = taken.len() as f64;
-        if (n - expected).abs() <= expected * 0.1 {
-            return;
-        }
-        let mut gaps: Vec<i64> = taken.windows(2).map(|p| p[1] - p[0]).collect();
-        gaps.sort_unstable();
-        eprintln!("{key}: {n} tokens taken in {span_ms} ms, off the rate; running again");
-        report.push_str(&format!(
-            "\n{key}: {n} tokens taken in {span_ms} ms, expected {expected:.0} ± 10%; \
-             gaps between takes (ms, sorted): {gaps:?}"
-        ));
+    let Hammered { taken, refused } =
+        hammer([db.storage(), second.storage()], "hammered").await;
+    assert!(taken.len() >= 20, "the takers got only {} tokens", taken.len());
+    let first = taken[0];
+    for pair in taken.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= INTERVAL_MS,
+            "tokens taken at {} and {} ms: closer than the interval",
+            pair[0] - first,
+            pair[1] - first
+        );
     }
-    panic!("the count was off the rate in every run:{report}");
+    let next_allowed: HashSet<i64> = taken.iter().map(|t| (t + INTERVAL_MS) * 1_000).collect();
+    assert!(!refused.is_empty(), "the takers never raced");
+    for (now, wait) in &refused {
+        let until = now * 1_000 + i64::try_from(wait.as_micros()).unwrap();
+        assert!(
+            !wait.is_zero() && next_allowed.contains(&until),
+            "refused at {} ms for {wait:?}: no token was taken {INTERVAL_MS} ms before that",
+            now - first
+        );
+    }
 }
 
 fn templated(mut m: NewMessage, requested: &str) -> NewMessage {
