@@ -212,9 +212,12 @@ async fn hammer(stores: [Arc<dyn Storage>; 2], key: &'static str) -> Hammered {
 /// manage to ask for on time is not the store's property and is not asserted here; the rate a
 /// provider actually gets is measured end to end by `mailgate-cli`'s `rate_limits` test.
 pub async fn concurrent_takers_never_double_take(db: Database, second: Database) {
-    let Hammered { taken, refused } =
-        hammer([db.storage(), second.storage()], "hammered").await;
-    assert!(taken.len() >= 20, "the takers got only {} tokens", taken.len());
+    let Hammered { taken, refused } = hammer([db.storage(), second.storage()], "hammered").await;
+    assert!(
+        taken.len() >= 20,
+        "the takers got only {} tokens",
+        taken.len()
+    );
     let first = taken[0];
     for pair in taken.windows(2) {
         assert!(
