@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailgate_core::environment::{Environment, EnvironmentName};
-use mailgate_core::message::{Content, EnqueueOutcome, MessageStatus, NewMessage};
+use mailgate_core::message::{EnqueueOutcome, MessageStatus};
 use mailgate_core::store::Storage;
-use mailgate_core::{Clock, EnvironmentId, Mailbox, MessageId, SystemClock};
+use mailgate_core::{Clock, MessageId, SystemClock};
 use mailgate_testkit::db::TestDatabase;
 use serde_json::{json, Value};
 
@@ -97,34 +97,6 @@ async fn embedded_default_delivers_through_capture_and_survives_a_restart() {
     assert_eq!(content["subject"], "Your sign-in code");
 }
 
-fn message(env: EnvironmentId, i: usize, now: mailgate_core::Timestamp) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        environment_id: env,
-        content: Content {
-            from: Mailbox::parse("noreply@acme.example", "from").unwrap(),
-            to: vec![Mailbox::parse(&format!("user{i}@example.com"), "to").unwrap()],
-            cc: vec![],
-            bcc: vec![],
-            reply_to: vec![],
-            subject: format!("message {i}"),
-            text: Some("hello".into()),
-            html: None,
-            headers: vec![],
-            attachments: vec![],
-        },
-        tags: vec![],
-        metadata: Default::default(),
-        provider_options: None,
-        idempotency: None,
-        max_attempts: 5,
-        created_at: now,
-        delivery: Default::default(),
-        secrets: Vec::new(),
-        template: None,
-    }
-}
-
 async fn enqueue_many(storage: &Arc<dyn Storage>, env: &Environment, n: usize) -> Vec<MessageId> {
     let now = SystemClock.now();
     let mut ids = Vec::with_capacity(n);
@@ -133,7 +105,7 @@ async fn enqueue_many(storage: &Arc<dyn Storage>, env: &Environment, n: usize) -
             .iter()
             .map(|&i| {
                 let storage = Arc::clone(storage);
-                let m = message(env.id, i, now);
+                let m = common::message(env.id, i, now);
                 tokio::spawn(async move { storage.enqueue(m).await })
             })
             .collect();

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailgate_core::environment::EnvironmentName;
-use mailgate_core::message::{Content, EnqueueOutcome, NewMessage};
+use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::store::Storage;
-use mailgate_core::{Clock, Mailbox, MessageId, SystemClock};
+use mailgate_core::{Clock, SystemClock};
 use mailgate_mock_provider::{spawn, Behavior};
 use mailgate_testkit::db::TestDatabase;
 
@@ -51,31 +51,7 @@ async fn two_worker_processes_share_one_provider_rate_limit() {
         .unwrap();
     let now = SystemClock.now();
     for i in 0..MESSAGES {
-        let m = NewMessage {
-            id: MessageId::new(),
-            environment_id: env.id,
-            content: Content {
-                from: Mailbox::parse("noreply@acme.example", "from").unwrap(),
-                to: vec![Mailbox::parse(&format!("user{i}@example.com"), "to").unwrap()],
-                cc: vec![],
-                bcc: vec![],
-                reply_to: vec![],
-                subject: format!("rate {i}"),
-                text: Some("hello".into()),
-                html: None,
-                headers: vec![],
-                attachments: vec![],
-            },
-            tags: vec![],
-            metadata: Default::default(),
-            provider_options: None,
-            idempotency: None,
-            max_attempts: 5,
-            created_at: now,
-            delivery: Default::default(),
-            secrets: Vec::new(),
-            template: None,
-        };
+        let m = common::message(env.id, i, now);
         assert!(matches!(
             storage.enqueue(m).await.unwrap(),
             EnqueueOutcome::Created(_)

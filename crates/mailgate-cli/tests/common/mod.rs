@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+
+use mailgate_core::message::{Content, NewMessage};
+use mailgate_core::{EnvironmentId, Mailbox, MessageId};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,5 +63,34 @@ pub fn stop_gracefully(mut p: Proc) {
     while p.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A plain text message to `user{i}@example.com`, as the queue tests enqueue directly.
+pub fn message(env: EnvironmentId, i: usize, now: mailgate_core::Timestamp) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        environment_id: env,
+        content: Content {
+            from: Mailbox::parse("noreply@acme.example", "from").unwrap(),
+            to: vec![Mailbox::parse(&format!("user{i}@example.com"), "to").unwrap()],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: vec![],
+            subject: format!("message {i}"),
+            text: Some("hello".into()),
+            html: None,
+            headers: vec![],
+            attachments: vec![],
+        },
+        tags: vec![],
+        metadata: Default::default(),
+        provider_options: None,
+        idempotency: None,
+        max_attempts: 5,
+        created_at: now,
+        delivery: Default::default(),
+        secrets: Vec::new(),
+        template: None,
     }
 }
