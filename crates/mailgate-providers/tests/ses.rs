@@ -5,18 +5,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use mailgate_core::address::Mailbox;
 use mailgate_core::environment::OrganizationName;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
-use mailgate_core::provider::{Provider, SendError};
+use mailgate_core::provider::SendError;
 use mailgate_providers::ses::SesProvider;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::moto::MotoPeer;
 use serde_json::{json, Value};
-use support::{moto_provider, ses as provider};
+use support::{moto_provider, ses_error, ses_wiremock as wiremock_provider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -124,23 +123,6 @@ async fn moto_unverified_sender_makes_the_provider_unusable_with_an_actionable_m
         !message.contains("unverified.example"),
         "no addresses in errors: {message}"
     );
-}
-
-async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "ses+api://AKIDEXAMPLE:secret@default?region=us-east-1&endpoint={}{extra}",
-        server.uri()
-    ))
-    .await
-}
-
-fn ses_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .insert_header(
-            "x-amzn-ErrorType",
-            format!("{code}:http://internal.amazon.com/coral/"),
-        )
-        .set_body_json(json!({ "message": message }))
 }
 
 fn accepted() -> ResponseTemplate {

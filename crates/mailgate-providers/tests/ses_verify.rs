@@ -3,31 +3,12 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use mailgate_core::provider::{CheckAspect, CheckStatus, Provider, VerifyCheck, VerifyReport};
+use mailgate_core::provider::{CheckAspect, CheckStatus, VerifyCheck, VerifyReport};
 use mailgate_testkit::peers::moto::MotoPeer;
 use serde_json::{json, Value};
-use support::{moto_provider, ses as provider};
+use support::{moto_provider, ses as provider, ses_error, ses_wiremock as wiremock_provider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn wiremock_provider(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
-    provider(&format!(
-        "ses+api://AKIDEXAMPLE:secret@default?region=us-east-1&endpoint={}{extra}",
-        server.uri()
-    ))
-    .await
-}
-
-fn ses_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .insert_header(
-            "x-amzn-ErrorType",
-            format!("{code}:http://internal.amazon.com/coral/"),
-        )
-        .set_body_json(json!({ "message": message }))
-}
 
 #[tokio::test]
 async fn moto_verify_reports_the_verified_identities() {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use mailgate_core::provider::Provider;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::moto::MotoPeer;
-use wiremock::MockServer;
+use serde_json::json;
+use wiremock::{MockServer, ResponseTemplate};
 
 /// An SES provider from a DSN.
 pub async fn ses(dsn: &str) -> Arc<dyn Provider> {
@@ -55,4 +56,23 @@ pub async fn mailgun_wiremock(server: &MockServer, extra: &str) -> Arc<dyn Provi
         server.uri()
     ))
     .await
+}
+
+/// An SES provider with example keys talking to `server`, plus DSN options `extra`.
+pub async fn ses_wiremock(server: &MockServer, extra: &str) -> Arc<dyn Provider> {
+    ses(&format!(
+        "ses+api://AKIDEXAMPLE:secret@default?region=us-east-1&endpoint={}{extra}",
+        server.uri()
+    ))
+    .await
+}
+
+/// An SES v2 error answer: `x-amzn-ErrorType` and a JSON message.
+pub fn ses_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header(
+            "x-amzn-ErrorType",
+            format!("{code}:http://internal.amazon.com/coral/"),
+        )
+        .set_body_json(json!({ "message": message }))
 }
