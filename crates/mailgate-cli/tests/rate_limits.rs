@@ -89,9 +89,16 @@ async fn two_worker_processes_share_one_provider_rate_limit() {
     // The first token is free (burst 1); each further one waits an interval.
     let rate = (MESSAGES - 1) as f64 / elapsed;
     eprintln!("two workers, limit {LIMIT}/s: {rate:.2}/s over {elapsed:.2} s");
+    // The bucket's property is the ceiling: two unshared buckets would reach 40/s. Below the
+    // limit, the rate a loaded machine reaches depends on the polling and the database's
+    // latency, so the floor is only loose (a limiter that over-throttles badly still fails).
     assert!(
-        (LIMIT * 0.9..=LIMIT * 1.1).contains(&rate),
-        "measured {rate:.2}/s over {elapsed:.2} s for a limit of {LIMIT}/s"
+        rate <= LIMIT * 1.1,
+        "measured {rate:.2}/s over {elapsed:.2} s: above the shared limit of {LIMIT}/s"
+    );
+    assert!(
+        rate >= LIMIT * 0.6,
+        "measured {rate:.2}/s over {elapsed:.2} s: far below the limit of {LIMIT}/s"
     );
     let stats = mock.stats();
     assert_eq!(stats.duplicates, 0, "{stats:?}");
