@@ -87,6 +87,8 @@ pub struct DatabaseSection {
     pub max_connections: u32,
     /// Group commit size.
     pub group_commit_max: usize,
+    /// How long keys, environments and settings are reused (milliseconds; 0 turns it off).
+    pub cache_ttl_ms: u64,
     /// Migrate at start.
     pub auto_migrate: bool,
 }

@@ -42,6 +42,7 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Dat
     let options = StoreOptions {
         max_connections: config.database.max_connections,
         group_commit_max: config.database.group_commit_max,
+        cache_ttl: std::time::Duration::from_millis(config.database.cache_ttl_ms),
         ..StoreOptions::default()
     };
     let db = Database::connect(config.database.url.expose_secret(), &options)

@@ -378,6 +378,10 @@ pub enum EnqueueOutcome {
     Replayed(MessageId),
     /// The idempotency key was used before with a different request.
     Conflict(MessageId),
+    /// A recipient is on the environment's suppression list: nothing was stored. The
+    /// suppressions in force for its recipients, checked in the transaction that would have
+    /// stored it.
+    Suppressed(Vec<crate::suppression::Suppression>),
 }
 
 /// A stored message as the API shows it (without content).

@@ -97,8 +97,11 @@ pub enum StoredContent {
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Stores a message and its `queued` event, durably, before returning. Concurrent calls are
-    /// committed together (group commit). An idempotency key already used in the environment
-    /// yields `Replayed` (same fingerprint) or `Conflict` (another fingerprint) and stores nothing.
+    /// committed together (group commit). A recipient on the environment's suppression list (in
+    /// force at the message's `created_at`, read in the storing transaction) yields `Suppressed`
+    /// and stores nothing; this comes before the idempotency check. An idempotency key already
+    /// used in the environment yields `Replayed` (same fingerprint) or `Conflict` (another
+    /// fingerprint) and stores nothing.
     async fn enqueue(&self, message: NewMessage) -> Result<EnqueueOutcome, StoreError>;
     /// A message, if it exists in `env` (or anywhere when `env` is `None`).
     async fn get_message(

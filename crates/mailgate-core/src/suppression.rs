@@ -52,7 +52,7 @@ impl SuppressionReason {
 }
 
 /// A suppressed address of one environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suppression {
     /// The environment.
     pub environment_id: EnvironmentId,

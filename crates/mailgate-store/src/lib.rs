@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only crate that knows SQL.
 #![forbid(unsafe_code)]
 
+mod cache;
 mod error;
 mod group_commit;
 mod pools;
@@ -39,6 +40,10 @@ pub struct StoreOptions {
     pub group_commit_max: usize,
     /// How long SQLite waits for the write lock before failing.
     pub busy_timeout: Duration,
+    /// How long API keys, environments and settings read by this process are reused before
+    /// they are read again (zero: always read). Writes through this process take effect at
+    /// once; another process's writes are seen within this time.
+    pub cache_ttl: Duration,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +52,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             group_commit_max: 256,
             busy_timeout: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -124,7 +130,11 @@ impl Database {
             ));
         };
         Ok(Database {
-            store: Arc::new(SqlStore::new(pools, options.group_commit_max)),
+            store: Arc::new(SqlStore::new(
+                pools,
+                options.group_commit_max,
+                options.cache_ttl,
+            )),
         })
     }
 

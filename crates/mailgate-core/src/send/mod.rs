@@ -186,7 +186,6 @@ impl SendService {
             opens: track_opens.unwrap_or(default.opens),
             links: track_links.unwrap_or(default.links),
         };
-        self.check_suppressed(env, &p.content, now).await?;
         if let Some(limit) = &settings.recipient_rate_limit {
             let usage = limit
                 .per_usage
@@ -194,8 +193,10 @@ impl SendService {
             self.check_recipient_rate(env, &p.content, limit, usage, now)
                 .await?;
         }
-        let addresses: Vec<String> = recipients(&p.content).map(|(_, a)| a).collect();
-        let sandboxed = settings.sandbox.holds(addresses.iter().map(String::as_str));
+        let fields: Vec<(String, String)> = recipients(&p.content).collect();
+        let sandboxed = settings
+            .sandbox
+            .holds(fields.iter().map(|(_, a)| a.as_str()));
         let mut warnings = Vec::new();
         if p.auth && (tracking.opens || tracking.links) {
             warnings.push(tracking_warning(p.magic_link, tracking));
@@ -227,34 +228,9 @@ impl SendService {
             }
             EnqueueOutcome::Replayed(id) => SendOutcome::Replayed(id),
             EnqueueOutcome::Conflict(id) => return Err(SendServiceError::IdempotencyConflict(id)),
+            EnqueueOutcome::Suppressed(found) => return Err(suppressed(fields, found)),
         };
         Ok(Accepted { outcome, warnings })
-    }
-
-    /// Refuses the send, before it is stored or reaches a provider, if any recipient is on the
-    /// environment's suppression list; the error names the first such recipient.
-    async fn check_suppressed(
-        &self,
-        env: &Environment,
-        content: &Content,
-        now: Timestamp,
-    ) -> Result<(), SendServiceError> {
-        let fields: Vec<(String, String)> = recipients(content).collect();
-        let addresses: Vec<String> = fields.iter().map(|(_, a)| a.clone()).collect();
-        let found = self
-            .store
-            .find_suppressions(&env.id, &addresses, now)
-            .await?;
-        for (field, address) in fields {
-            if let Some(s) = found.iter().find(|s| s.address == address) {
-                tracing::info!(reason = s.reason.as_str(), field = %field, "send refused: recipient suppressed");
-                return Err(SendServiceError::Suppressed {
-                    field,
-                    suppression: Box::new(s.clone()),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Refuses the send if a recipient already got `limit.max` messages in the window (of this
@@ -377,6 +353,32 @@ fn recipients(content: &Content) -> impl Iterator<Item = (String, String)> + '_ 
             .enumerate()
             .map(move |(i, m)| (format!("{name}[{i}]"), m.email.normalized()))
     })
+}
+
+/// The refusal of a send whose recipients include suppressed addresses: it names the first such
+/// recipient (to, then cc, then bcc).
+fn suppressed(fields: Vec<(String, String)>, found: Vec<Suppression>) -> SendServiceError {
+    let found_first = fields
+        .into_iter()
+        .find_map(|(field, address)| {
+            let s = found.iter().find(|s| s.address == address)?;
+            Some((field, s.clone()))
+        })
+        .or_else(|| {
+            // The store matched an address this list does not hold: not expected, but the send
+            // was refused all the same.
+            found.first().map(|s| ("to".to_owned(), s.clone()))
+        });
+    let Some((field, suppression)) = found_first else {
+        return SendServiceError::Store(StoreError::Corrupt(
+            "a suppressed enqueue named no suppression".into(),
+        ));
+    };
+    tracing::info!(reason = suppression.reason.as_str(), field = %field, "send refused: recipient suppressed");
+    SendServiceError::Suppressed {
+        field,
+        suppression: Box::new(suppression),
+    }
 }
 
 /// 422 `template_not_found`.

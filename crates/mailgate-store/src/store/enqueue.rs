@@ -4,8 +4,10 @@
 use mailgate_core::event::{EventType, NewEvent};
 use mailgate_core::message::{EnqueueOutcome, NewMessage};
 use mailgate_core::store::StoreError;
+use mailgate_core::suppression::Suppression;
 use tokio::sync::oneshot;
 
+use super::suppressions::select_suppressed;
 use super::{insert_event, SqlStore};
 use crate::error::{Closed, WriterGone};
 use crate::group_commit::Request;
@@ -128,9 +130,58 @@ const FIND_IDEMPOTENT: &str =
 /// parameter limit.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// Stores a batch and the `queued` event of each new message in one transaction. An
-/// idempotency key already used (before or earlier in this batch) stores nothing and yields
-/// `Replayed` or `Conflict`.
+/// Addresses per suppression lookup.
+const ADDRESSES_PER_LOOKUP: usize = 1000;
+
+/// Each environment of the batch (its id as text) with the distinct recipients of its messages,
+/// and the earliest creation time among them (a suppression lapsing later still counts).
+fn lookups(batch: &[&PreparedMessage]) -> Vec<(String, Vec<String>, i64)> {
+    let mut by_env: Vec<(String, Vec<String>, i64)> = Vec::new();
+    for p in batch {
+        let env = p.message.environment_id.to_string();
+        let at = p.message.created_at.0;
+        let i = match by_env.iter().position(|(e, _, _)| *e == env) {
+            Some(i) => i,
+            None => {
+                by_env.push((env, Vec::new(), at));
+                by_env.len() - 1
+            }
+        };
+        let entry = &mut by_env[i];
+        entry.1.extend(p.recipients.iter().cloned());
+        entry.2 = entry.2.min(at);
+    }
+    for (_, addresses, _) in &mut by_env {
+        addresses.sort();
+        addresses.dedup();
+    }
+    by_env
+}
+
+/// For each message of the batch, the suppressions that refuse it: those of its environment for
+/// one of its recipients, in force when it was created.
+fn refusals(batch: &[&PreparedMessage], found: &[Suppression]) -> Vec<Vec<Suppression>> {
+    batch
+        .iter()
+        .map(|p| {
+            let m = &p.message;
+            found
+                .iter()
+                .filter(|s| {
+                    s.environment_id == m.environment_id
+                        && s.expires_at.is_none_or(|at| at > m.created_at)
+                        && p.recipients.binary_search(&s.address).is_ok()
+                })
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+/// Stores a batch and the `queued` event of each new message in one transaction. A message
+/// with a suppressed recipient stores nothing and yields `Suppressed`. An idempotency key
+/// already used (before or earlier in this batch) stores nothing and yields `Replayed` or
+/// `Conflict`.
 ///
 /// Messages without an idempotency key cannot conflict, so they are written with multi-row
 /// statements (messages, then events, then recipients): a statement costs a round trip to the
@@ -142,8 +193,24 @@ pub(crate) async fn write_batch(
 ) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
     with_writer!(pools, pool => {
         let mut tx = pool.begin_write().await?;
+        // Suppressions are read in the transaction that stores the messages, so a suppression
+        // committed before it refuses them; one query per environment (and chunk) for the batch.
+        let mut found = Vec::new();
+        for (env, addresses, at) in lookups(batch) {
+            for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
+                for row in select_suppressed!(&mut *tx, &env, chunk, at)? {
+                    found.push(row.into_domain().map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+                }
+            }
+        }
+        let refused = refusals(batch, &found);
         let mut outcomes = Vec::with_capacity(batch.len());
-        let plain: Vec<&PreparedMessage> = batch.iter().copied().filter(|p| p.message.idempotency.is_none()).collect();
+        let plain: Vec<&PreparedMessage> = batch
+            .iter()
+            .zip(&refused)
+            .filter(|(p, r)| p.message.idempotency.is_none() && r.is_empty())
+            .map(|(p, _)| *p)
+            .collect();
         for chunk in plain.chunks(ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
@@ -202,7 +269,11 @@ pub(crate) async fn write_batch(
                 q.build().execute(&mut *tx).await?;
             }
         }
-        for p in batch {
+        for (p, refused) in batch.iter().zip(refused) {
+            if !refused.is_empty() {
+                outcomes.push(EnqueueOutcome::Suppressed(refused));
+                continue;
+            }
             if p.message.idempotency.is_none() {
                 outcomes.push(EnqueueOutcome::Created(p.message.id));
                 continue;

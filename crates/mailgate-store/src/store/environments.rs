@@ -39,6 +39,10 @@ impl EnvironmentStore for SqlStore {
     }
 
     async fn find_environment(&self, name_or_id: &str) -> Result<Option<Environment>, StoreError> {
+        if let Some(env) = self.cache.environment(name_or_id) {
+            return Ok(Some(env));
+        }
+        let fetched = self.cache.now();
         // Names cannot start with `env_`, so an id-shaped string is looked up as an id only.
         let sql = if EnvironmentId::parse(name_or_id).is_ok() {
             "SELECT id, name, created_at FROM environments WHERE id = $1"
@@ -49,7 +53,11 @@ impl EnvironmentStore for SqlStore {
             sqlx::query_as(sql).bind(name_or_id).fetch_optional(pool).await
         })
         .map_err(db_error)?;
-        row.map(EnvironmentRow::into_domain).transpose()
+        let env = row.map(EnvironmentRow::into_domain).transpose()?;
+        if let Some(e) = &env {
+            self.cache.put_environment(name_or_id, e, fetched);
+        }
+        Ok(env)
     }
 
     async fn delete_environment(&self, id: &EnvironmentId) -> Result<bool, StoreError> {
@@ -61,6 +69,7 @@ impl EnvironmentStore for SqlStore {
                 .map(|r| r.rows_affected())
         })
         .map_err(db_error)?;
+        self.cache.forget_environment(id);
         Ok(deleted > 0)
     }
 }

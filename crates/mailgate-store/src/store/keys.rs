@@ -37,12 +37,20 @@ impl KeyStore for SqlStore {
     }
 
     async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if let Some(record) = self.cache.key(hash) {
+            return Ok(Some(record));
+        }
+        let fetched = self.cache.now();
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1");
         let row: Option<ApiKeyRow> = with_pool!(&self.pools, pool => {
             sqlx::query_as(&sql).bind(&hash.0).fetch_optional(pool).await
         })
         .map_err(db_error)?;
-        row.map(ApiKeyRow::into_domain).transpose()
+        let record = row.map(ApiKeyRow::into_domain).transpose()?;
+        if let Some(r) = &record {
+            self.cache.put_key(hash, r, fetched);
+        }
+        Ok(record)
     }
 
     async fn list_api_keys(&self, env: &EnvironmentId) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -66,6 +74,7 @@ impl KeyStore for SqlStore {
                 .map(|r| r.rows_affected())
         })
         .map_err(db_error)?;
+        self.cache.forget_key(id);
         Ok(deleted > 0)
     }
 

@@ -12,7 +12,7 @@ mod messages;
 mod providers;
 mod queue;
 mod reputation;
-mod suppressions;
+pub(crate) mod suppressions;
 mod templates;
 
 use std::sync::Mutex;
@@ -21,6 +21,7 @@ use mailgate_core::store::{HealthCheck, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cache::HotCache;
 use crate::error::db_error;
 use crate::group_commit::{self, Request};
 use crate::pools::{with_pool, Pools};
@@ -28,16 +29,23 @@ use crate::pools::{with_pool, Pools};
 /// The storage of one database: its pool and the enqueue writer's inbox.
 pub(crate) struct SqlStore {
     pools: Pools,
+    /// Copies of the rows every request reads (keys, environments, settings).
+    cache: HotCache,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SqlStore {
     /// Wraps a pool and starts its enqueue writer.
-    pub(crate) fn new(pools: Pools, group_commit_max: usize) -> Self {
+    pub(crate) fn new(
+        pools: Pools,
+        group_commit_max: usize,
+        cache_ttl: std::time::Duration,
+    ) -> Self {
         let (tx, task) = group_commit::spawn(pools.clone(), group_commit_max);
         Self {
             pools,
+            cache: HotCache::new(cache_ttl),
             writer: Mutex::new(Some(tx)),
             writer_task: Mutex::new(Some(task)),
         }

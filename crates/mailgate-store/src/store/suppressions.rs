@@ -11,12 +11,37 @@ use crate::error::db_error;
 use crate::pools::{with_pool, with_writer};
 use crate::rows::parse_id;
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "environment_id, address, reason, source_event_id, provider, note, created_at, expires_at";
+
+/// The suppressions among `$addresses` (normalized) in environment `$env` (its id as text) that
+/// are in force at `$at` (epoch ms), as `SuppressionRow`s, on a pool, connection or transaction.
+macro_rules! select_suppressed {
+    ($conn:expr, $env:expr, $addresses:expr, $at:expr) => {{
+        let mut qb = sqlx::QueryBuilder::new(format!(
+            "SELECT {} FROM suppressions WHERE environment_id = ",
+            $crate::store::suppressions::COLUMNS
+        ));
+        qb.push_bind($env);
+        qb.push(" AND (expires_at IS NULL OR expires_at > ")
+            .push_bind($at)
+            .push(")");
+        qb.push(" AND address IN (");
+        let mut list = qb.separated(", ");
+        for a in $addresses {
+            list.push_bind(a.as_str());
+        }
+        qb.push(")");
+        let rows: Result<Vec<$crate::store::suppressions::SuppressionRow>, sqlx::Error> =
+            qb.build_query_as().fetch_all($conn).await;
+        rows
+    }};
+}
+pub(crate) use select_suppressed;
 
 /// Columns of `suppressions`.
 #[derive(sqlx::FromRow)]
-struct SuppressionRow {
+pub(crate) struct SuppressionRow {
     environment_id: String,
     address: String,
     reason: String,
@@ -28,7 +53,7 @@ struct SuppressionRow {
 }
 
 impl SuppressionRow {
-    fn into_domain(self) -> Result<Suppression, StoreError> {
+    pub(crate) fn into_domain(self) -> Result<Suppression, StoreError> {
         Ok(Suppression {
             environment_id: parse_id("suppressions.environment_id", &self.environment_id)?,
             address: self.address,
@@ -103,17 +128,9 @@ impl SuppressionStore for SqlStore {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
+        let env = env.to_string();
         let rows: Vec<SuppressionRow> = with_pool!(&self.pools, pool => {
-            let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM suppressions WHERE environment_id = "));
-            qb.push_bind(env.to_string());
-            qb.push(" AND (expires_at IS NULL OR expires_at > ").push_bind(now.0).push(")");
-            qb.push(" AND address IN (");
-            let mut list = qb.separated(", ");
-            for a in addresses {
-                list.push_bind(a.as_str());
-            }
-            qb.push(")");
-            qb.build_query_as().fetch_all(pool).await
+            select_suppressed!(pool, &env, addresses, now.0)
         })
         .map_err(db_error)?;
         rows.into_iter().map(SuppressionRow::into_domain).collect()

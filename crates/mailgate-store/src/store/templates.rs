@@ -136,6 +136,10 @@ impl TemplateStore for SqlStore {
 #[async_trait::async_trait]
 impl SettingsStore for SqlStore {
     async fn get_settings(&self, env: &EnvironmentId) -> Result<EnvironmentSettings, StoreError> {
+        if let Some(settings) = self.cache.settings(env) {
+            return Ok(settings);
+        }
+        let fetched = self.cache.now();
         let row: Option<Option<String>> = with_pool!(self.pools(), pool => {
             sqlx::query_scalar("SELECT settings FROM environments WHERE id = $1")
                 .bind(env.to_string())
@@ -143,10 +147,12 @@ impl SettingsStore for SqlStore {
                 .await
         })
         .map_err(db_error)?;
-        match row.flatten() {
-            Some(json) => parse_json("environments.settings", &json),
-            None => Ok(EnvironmentSettings::default()),
-        }
+        let settings = match row.flatten() {
+            Some(json) => parse_json("environments.settings", &json)?,
+            None => EnvironmentSettings::default(),
+        };
+        self.cache.put_settings(env, &settings, fetched);
+        Ok(settings)
     }
 
     async fn put_settings(
@@ -164,6 +170,7 @@ impl SettingsStore for SqlStore {
                 .map(|r| r.rows_affected())
         })
         .map_err(db_error)?;
+        self.cache.forget_settings(env);
         Ok(n > 0)
     }
 }

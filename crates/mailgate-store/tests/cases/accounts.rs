@@ -134,6 +134,61 @@ pub async fn api_keys(db: Database) {
     assert_eq!(s.list_api_keys(&env.id).await.unwrap(), vec![k2.record]);
 }
 
+/// Keys, environments and settings are reused for `StoreOptions::cache_ttl`: a process sees
+/// another's revocation, deletion or new settings within that time, and its own at once.
+pub async fn other_processes_see_writes_within_the_cache_ttl(db: Database, second: Database) {
+    use mailgate_core::settings::EnvironmentSettings;
+    use std::time::{Duration, Instant};
+
+    let ttl = mailgate_store::StoreOptions::default().cache_ttl;
+    let (a, b) = (db.storage(), second.storage());
+    let env = environment(&*a, "default").await;
+    let (key, secret) = api_key(KeyScope::Environment(env.id), "one");
+    a.insert_api_key(&key).await.unwrap();
+    // A key made elsewhere works at once (misses are not kept).
+    assert_eq!(
+        b.find_api_key(&secret.hash()).await.unwrap(),
+        Some(key.record.clone())
+    );
+    assert!(b.find_environment("default").await.unwrap().is_some());
+    let before = b.get_settings(&env.id).await.unwrap();
+
+    let mut changed = EnvironmentSettings::default();
+    changed.secret_fields = vec!["pin".into()];
+    assert_ne!(before, changed);
+    assert!(a.put_settings(&env.id, &changed).await.unwrap());
+    assert!(a.delete_api_key(&env.id, &key.record.id).await.unwrap());
+    let written = Instant::now();
+    assert_eq!(a.find_api_key(&secret.hash()).await.unwrap(), None);
+    assert_eq!(a.get_settings(&env.id).await.unwrap(), changed);
+
+    let deadline = written + ttl + Duration::from_secs(1);
+    loop {
+        let key_gone = b.find_api_key(&secret.hash()).await.unwrap().is_none();
+        let settings_seen = b.get_settings(&env.id).await.unwrap() == changed;
+        if key_gone && settings_seen {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second store still acts on old rows {:?} after the writes",
+            written.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert!(a.delete_environment(&env.id).await.unwrap());
+    assert_eq!(a.find_environment("default").await.unwrap(), None);
+    let deadline = Instant::now() + ttl + Duration::from_secs(1);
+    while b.find_environment("default").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted environment is still served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn close_refuses_later_writes(db: Database) {
     let s = db.storage();
     let env = environment(&*s, "default").await;

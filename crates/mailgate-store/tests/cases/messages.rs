@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailgate_core::address::Mailbox;
 use mailgate_core::event::{EventQuery, EventType};
 use mailgate_core::ids::{EnvironmentId, MessageId};
-use mailgate_core::message::{EnqueueOutcome, MessageStatus};
+use mailgate_core::message::{EnqueueOutcome, MessageStatus, NewMessage};
 use mailgate_core::store::StoredContent;
+use mailgate_core::suppression::{Suppression, SuppressionReason};
+use mailgate_core::Timestamp;
 use mailgate_store::Database;
 
 use crate::support::*;
@@ -124,6 +127,7 @@ pub async fn concurrent_same_key_creates_once(db: Database) {
         match t.await.unwrap() {
             EnqueueOutcome::Created(id) => created.push(id),
             EnqueueOutcome::Replayed(id) | EnqueueOutcome::Conflict(id) => others.push(id),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(created.len(), 1);
@@ -233,4 +237,121 @@ pub async fn purge_content(db: Database) {
         .await
         .unwrap();
     assert_eq!(events.len(), 2, "the event trail stays");
+}
+
+fn suppression(env: &EnvironmentId, address: &str, expires_at: Option<Timestamp>) -> Suppression {
+    Suppression {
+        environment_id: *env,
+        address: address.into(),
+        reason: SuppressionReason::HardBounce,
+        source_event_id: None,
+        provider: Some("ses".into()),
+        note: None,
+        created_at: T0,
+        expires_at,
+    }
+}
+
+/// A message to `to` (and the support content's cc, b@example.com).
+fn message_to(env: &EnvironmentId, to: &str) -> NewMessage {
+    let mut m = message(env, at(10));
+    m.content.to = vec![Mailbox::parse(to, "to").unwrap()];
+    m
+}
+
+pub async fn enqueue_refuses_suppressed_recipients(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let other = environment(&*s, "other").await;
+    let held = suppression(&env.id, "held@example.com", None);
+    s.add_suppression(&held, false).await.unwrap();
+    // Lapsed before the message was created; and one in another environment.
+    s.add_suppression(
+        &suppression(&env.id, "lapsed@example.com", Some(at(5))),
+        false,
+    )
+    .await
+    .unwrap();
+    s.add_suppression(
+        &suppression(&other.id, "elsewhere@example.com", None),
+        false,
+    )
+    .await
+    .unwrap();
+
+    // Refused through its cc as well as its to; nothing stored.
+    let refused = message_to(&env.id, "held@example.com");
+    let mut cc = message_to(&env.id, "fine@example.com");
+    cc.content.cc = vec![Mailbox::parse("Held@Example.com", "cc").unwrap()];
+    for m in [refused, cc] {
+        let id = m.id;
+        assert_eq!(
+            s.enqueue(m).await.unwrap(),
+            EnqueueOutcome::Suppressed(vec![held.clone()])
+        );
+        assert_eq!(s.get_message(None, &id).await.unwrap(), None);
+    }
+    for to in ["lapsed@example.com", "elsewhere@example.com"] {
+        let m = message_to(&env.id, to);
+        assert_eq!(
+            s.enqueue(m.clone()).await.unwrap(),
+            EnqueueOutcome::Created(m.id)
+        );
+    }
+
+    // A keyed send is refused before its key is taken: once the suppression is lifted, the
+    // same key creates the message.
+    let mut keyed = idempotent(&env.id, "k", "body");
+    keyed.content.to = vec![Mailbox::parse("held@example.com", "to").unwrap()];
+    assert!(matches!(
+        s.enqueue(keyed.clone()).await.unwrap(),
+        EnqueueOutcome::Suppressed(_)
+    ));
+    assert!(s
+        .delete_suppression(&env.id, "held@example.com")
+        .await
+        .unwrap());
+    assert_eq!(
+        s.enqueue(keyed.clone()).await.unwrap(),
+        EnqueueOutcome::Created(keyed.id)
+    );
+
+    let queued = s
+        .list_events(&EventQuery {
+            types: vec![EventType::Queued],
+            ..query()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 3, "refused sends add no event");
+}
+
+pub async fn suppressions_refuse_only_their_messages_in_a_batch(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let held = suppression(&env.id, "held@example.com", None);
+    s.add_suppression(&held, false).await.unwrap();
+    // Concurrent sends share transactions: the refused ones must not take the others along.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            let to = if i % 5 == 0 {
+                "held@example.com".to_owned()
+            } else {
+                format!("u{i}@example.com")
+            };
+            let m = message_to(&env.id, &to);
+            tokio::spawn(async move { (i, m.id, s.enqueue(m).await.unwrap()) })
+        })
+        .collect();
+    for t in tasks {
+        let (i, id, outcome) = t.await.unwrap();
+        if i % 5 == 0 {
+            assert_eq!(outcome, EnqueueOutcome::Suppressed(vec![held.clone()]));
+            assert_eq!(s.get_message(None, &id).await.unwrap(), None);
+        } else {
+            assert_eq!(outcome, EnqueueOutcome::Created(id));
+            assert!(s.get_message(None, &id).await.unwrap().is_some());
+        }
+    }
 }
