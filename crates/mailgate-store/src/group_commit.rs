@@ -1,13 +1,14 @@
 //! Group commit for `enqueue`: one background writer takes every request waiting (up to a
 //! maximum), stores them all in one transaction, and answers each only after the commit.
 
+use std::time::{Duration, Instant};
+
 use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::store::StoreError;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::error::{db_error, BatchFailed};
-use crate::pools::Pools;
+use crate::pools::{Pools, WriteConnection};
 use crate::store::enqueue::{write_batch, PreparedMessage};
 
 /// One waiting `enqueue`.
@@ -18,34 +19,104 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<EnqueueOutcome, StoreError>>,
 }
 
-/// Starts the writer. It stops once every sender is dropped and the queue is drained.
+/// Starts the writer on a thread of its own, with a single-threaded runtime. A batch takes
+/// several round trips to the database, and each resumes the writer: on the shared runtime every
+/// resumption waited behind the request handlers that were filling the next batch, which made
+/// the writer — the one thing every send waits for — the slowest task in the process. It stops
+/// once every sender is dropped and the queue is drained; `stopped` fires then.
 pub(crate) fn spawn(
     pools: Pools,
     group_commit_max: usize,
-) -> (mpsc::Sender<Request>, JoinHandle<()>) {
+) -> (mpsc::Sender<Request>, oneshot::Receiver<()>) {
     let max = group_commit_max.max(1);
     let (tx, rx) = mpsc::channel(max.saturating_mul(2));
-    (tx, tokio::spawn(run(pools, rx, max)))
+    let (stopped_tx, stopped) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => {
+            let spawned = std::thread::Builder::new()
+                .name("mailgate-enqueue".into())
+                .spawn(move || {
+                    runtime.block_on(run(pools, rx, max));
+                    let _ = stopped_tx.send(());
+                });
+            if let Err(e) = spawned {
+                // No thread to be had: the sends fail as if the store were closed.
+                tracing::error!(error = %e, "could not start the enqueue writer thread");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not start the enqueue writer runtime"),
+    }
+    (tx, stopped)
 }
+
+/// Longest the writer keeps the write connection across consecutive batches before it lets
+/// other writers of the process (completions, webhooks, the API) have it.
+const HOLD_SLICE: Duration = Duration::from_millis(10);
 
 async fn run(pools: Pools, mut rx: mpsc::Receiver<Request>, max: usize) {
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
-        let outcomes = commit(&pools, &batch).await;
-        for (request, outcome) in batch.drain(..).zip(outcomes) {
-            // A caller that gave up still has its message stored; nothing to undo.
-            let _ = request.reply.send(outcome);
+        // Taking and giving back a pooled connection costs round trips to the database (sqlx
+        // pings it on release), so one connection serves every batch that is already waiting,
+        // for up to HOLD_SLICE.
+        let mut conn = match WriteConnection::acquire(&pools).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                answer(&mut batch, |_| Err(unavailable(&e)));
+                continue;
+            }
+        };
+        let held = Instant::now();
+        loop {
+            let outcomes = commit(&mut conn, &batch).await;
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                // A caller that gave up still has its message stored; nothing to undo.
+                let _ = request.reply.send(outcome);
+            }
+            if held.elapsed() >= HOLD_SLICE {
+                break;
+            }
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
         }
+        // Whatever arrived after the slice ended waits for the next connection.
     }
     tracing::debug!("enqueue writer stopped");
+}
+
+/// Answers every request of the batch with `outcome`.
+fn answer(
+    batch: &mut Vec<Request>,
+    outcome: impl Fn(&PreparedMessage) -> Result<EnqueueOutcome, StoreError>,
+) {
+    for request in batch.drain(..) {
+        let _ = request.reply.send(outcome(&request.message));
+    }
+}
+
+fn unavailable(e: &sqlx::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(BatchFailed(e.to_string())))
 }
 
 /// Stores a batch in one transaction. If a statement refuses it (say, one message names a
 /// deleted environment), each message is retried alone so that one bad message does not fail
 /// its neighbours; if the database itself failed, every waiter gets `Unavailable`.
-async fn commit(pools: &Pools, batch: &[Request]) -> Vec<Result<EnqueueOutcome, StoreError>> {
+async fn commit(
+    conn: &mut WriteConnection,
+    batch: &[Request],
+) -> Vec<Result<EnqueueOutcome, StoreError>> {
     let messages: Vec<&PreparedMessage> = batch.iter().map(|r| &r.message).collect();
-    match write_batch(pools, &messages).await {
+    match write_batch(conn, &messages).await {
         Ok(outcomes) => {
             tracing::debug!(size = outcomes.len(), "enqueue batch committed");
             outcomes.into_iter().map(Ok).collect()
@@ -54,7 +125,7 @@ async fn commit(pools: &Pools, batch: &[Request]) -> Vec<Result<EnqueueOutcome, 
             tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
             let mut outcomes = Vec::with_capacity(messages.len());
             for m in messages {
-                let one = write_batch(pools, &[m]).await;
+                let one = write_batch(conn, &[m]).await;
                 outcomes.push(one.map_err(db_error).and_then(|mut v| {
                     v.pop()
                         .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
@@ -65,15 +136,7 @@ async fn commit(pools: &Pools, batch: &[Request]) -> Vec<Result<EnqueueOutcome, 
         Err(e @ sqlx::Error::Database(_)) => vec![Err(db_error(e))],
         Err(e) => {
             tracing::error!(error = %e, size = messages.len(), "enqueue batch failed");
-            let reason = e.to_string();
-            messages
-                .iter()
-                .map(|_| {
-                    Err(StoreError::Unavailable(Box::new(BatchFailed(
-                        reason.clone(),
-                    ))))
-                })
-                .collect()
+            messages.iter().map(|_| Err(unavailable(&e))).collect()
         }
     }
 }

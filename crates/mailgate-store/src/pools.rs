@@ -1,5 +1,6 @@
 //! The connection pool of either backend, and the macro that runs the same code on both.
 
+use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 /// A pool on one of the two backends.
@@ -76,5 +77,57 @@ impl BeginWrite for PgPool {
     type Db = Postgres;
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.begin().await
+    }
+}
+
+/// The one connection a process writes through (SQLite), or one of the pool (PostgreSQL), held
+/// by a writer across several transactions.
+pub(crate) enum WriteConnection {
+    /// SQLite's writer.
+    Sqlite(PoolConnection<Sqlite>),
+    /// A PostgreSQL connection.
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl WriteConnection {
+    /// Waits for the write connection.
+    pub(crate) async fn acquire(pools: &Pools) -> Result<Self, sqlx::Error> {
+        Ok(match pools {
+            Pools::Sqlite { write, .. } => Self::Sqlite(write.acquire().await?),
+            Pools::Postgres(pool) => Self::Postgres(pool.acquire().await?),
+        })
+    }
+}
+
+/// Runs `$body` with `$conn` bound to the concrete connection of a [`WriteConnection`].
+macro_rules! with_connection {
+    ($held:expr, $conn:ident => $body:expr) => {
+        match $held {
+            $crate::pools::WriteConnection::Sqlite($conn) => $body,
+            $crate::pools::WriteConnection::Postgres($conn) => $body,
+        }
+    };
+}
+pub(crate) use with_connection;
+
+/// Starting a transaction that will write, on a held connection (as [`BeginWrite`]).
+pub(crate) trait BeginWriteOn {
+    /// The backend.
+    type Db: sqlx::Database;
+    /// Begins a write transaction.
+    async fn begin_write_on(&mut self) -> Result<Transaction<'_, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWriteOn for PoolConnection<Sqlite> {
+    type Db = Sqlite;
+    async fn begin_write_on(&mut self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+        sqlx::Connection::begin_with(&mut **self, "BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWriteOn for PoolConnection<Postgres> {
+    type Db = Postgres;
+    async fn begin_write_on(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        sqlx::Connection::begin(&mut **self).await
     }
 }

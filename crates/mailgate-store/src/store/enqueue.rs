@@ -11,7 +11,7 @@ use super::suppressions::select_suppressed;
 use super::{insert_event, SqlStore};
 use crate::error::{Closed, WriterGone};
 use crate::group_commit::Request;
-use crate::pools::{with_writer, BeginWrite, Pools};
+use crate::pools::{with_connection, BeginWriteOn, WriteConnection};
 use crate::rows::{parse_id, to_json};
 
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.
@@ -130,6 +130,33 @@ const FIND_IDEMPOTENT: &str =
 /// parameter limit.
 const ROWS_PER_STATEMENT: usize = 64;
 
+const INSERT_MESSAGES_HEAD: &str =
+    "INSERT INTO messages (id, environment_id, status, content, tags, \
+     metadata, provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
+     next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets, \
+     organization, sandboxed) ";
+
+const INSERT_EVENTS_HEAD: &str =
+    "INSERT INTO events (id, environment_id, message_id, type, created_at, data) ";
+
+const INSERT_RECIPIENTS_HEAD: &str =
+    "INSERT INTO message_recipients (message_id, environment_id, address, created_at, usage_type) ";
+
+/// Ends the statement being built in `$q` and starts the next with `$head`: in the same query
+/// when `$together` (SQLite: one visit to the connection's thread for all of them), otherwise
+/// after executing the current one on `$tx`.
+macro_rules! next_statement {
+    ($q:ident, $tx:expr, $together:expr, $head:expr) => {
+        if $together {
+            $q.push("; ");
+        } else {
+            $q.build().execute($tx).await?;
+            $q.reset();
+        }
+        $q.push($head);
+    };
+}
+
 /// Addresses per suppression lookup.
 const ADDRESSES_PER_LOOKUP: usize = 1000;
 
@@ -184,15 +211,18 @@ fn refusals(batch: &[&PreparedMessage], found: &[Suppression]) -> Vec<Vec<Suppre
 /// `Conflict`.
 ///
 /// Messages without an idempotency key cannot conflict, so they are written with multi-row
-/// statements (messages, then events, then recipients): a statement costs a round trip to the
-/// database (for SQLite, to sqlx's connection thread), and one per row was what capped the
-/// accept rate. Messages with a key go one by one, to learn their outcome.
+/// statements (messages, then events, then recipients) — on SQLite all three in one query: a
+/// query costs a round trip to the database (for SQLite, to sqlx's connection thread, a
+/// context switch each way), and one per row was what capped the accept rate. Messages with a
+/// key go one by one, to learn their outcome.
 pub(crate) async fn write_batch(
-    pools: &Pools,
+    held: &mut WriteConnection,
     batch: &[&PreparedMessage],
 ) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
-    with_writer!(pools, pool => {
-        let mut tx = pool.begin_write().await?;
+    // SQLite runs several statements of one query in one visit to its connection thread.
+    let together = matches!(held, WriteConnection::Sqlite(_));
+    with_connection!(held, conn => {
+        let mut tx = conn.begin_write_on().await?;
         // Suppressions are read in the transaction that stores the messages, so a suppression
         // committed before it refuses them; one query per environment (and chunk) for the batch.
         let mut found = Vec::new();
@@ -212,21 +242,18 @@ pub(crate) async fn write_batch(
             .map(|(p, _)| *p)
             .collect();
         for chunk in plain.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO messages (id, environment_id, status, content, tags, metadata, \
-                 provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
-                 next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets, \
-                 organization, sandboxed) ",
-            );
+            // Started empty: `reset` (in `next_statement!`) goes back to the initial text.
+            let mut q = sqlx::QueryBuilder::new("");
+            q.push(INSERT_MESSAGES_HEAD);
             q.push_values(chunk, |mut row, p| {
                 let m = &p.message;
                 row.push_bind(m.id.to_string())
                     .push_bind(m.environment_id.to_string())
                     .push("'queued'")
-                    .push_bind(p.content.clone())
-                    .push_bind(p.tags.clone())
-                    .push_bind(p.metadata.clone())
-                    .push_bind(p.provider_options.clone())
+                    .push_bind(p.content.as_str())
+                    .push_bind(p.tags.as_str())
+                    .push_bind(p.metadata.as_str())
+                    .push_bind(p.provider_options.as_deref())
                     .push("NULL")
                     .push("NULL")
                     .push("0")
@@ -237,12 +264,11 @@ pub(crate) async fn write_batch(
                     .push_bind(m.delivery.expires_at.map(|t| t.0))
                     .push_bind(m.delivery.tracking.opens)
                     .push_bind(m.delivery.tracking.links)
-                    .push_bind(p.secrets.clone())
+                    .push_bind(p.secrets.as_deref())
                     .push_bind(p.organization())
                     .push_bind(m.delivery.sandboxed);
             });
-            q.build().execute(&mut *tx).await?;
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO events (id, environment_id, message_id, type, created_at, data) ");
+            next_statement!(q, &mut *tx, together, INSERT_EVENTS_HEAD);
             q.push_values(chunk, |mut row, p| {
                 let e = &p.queued_event;
                 row.push_bind(e.id.to_string())
@@ -252,22 +278,19 @@ pub(crate) async fn write_batch(
                     .push_bind(e.created_at.0)
                     .push_bind(e.data.to_string());
             });
-            q.build().execute(&mut *tx).await?;
             let recipients: Vec<(&PreparedMessage, &String)> =
                 chunk.iter().flat_map(|p| p.recipients.iter().map(move |a| (*p, a))).collect();
             for rows in recipients.chunks(ROWS_PER_STATEMENT * 4) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO message_recipients (message_id, environment_id, address, created_at, usage_type) ",
-                );
+                next_statement!(q, &mut *tx, together, INSERT_RECIPIENTS_HEAD);
                 q.push_values(rows, |mut row, (p, address)| {
                     row.push_bind(p.message.id.to_string())
                         .push_bind(p.message.environment_id.to_string())
-                        .push_bind((*address).clone())
+                        .push_bind(address.as_str())
                         .push_bind(p.message.created_at.0)
                         .push_bind(p.usage_type());
                 });
-                q.build().execute(&mut *tx).await?;
             }
+            q.build().execute(&mut *tx).await?;
         }
         for (p, refused) in batch.iter().zip(refused) {
             if !refused.is_empty() {

@@ -18,8 +18,7 @@ mod templates;
 use std::sync::Mutex;
 
 use mailgate_core::store::{HealthCheck, StoreError};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::HotCache;
 use crate::error::db_error;
@@ -32,7 +31,8 @@ pub(crate) struct SqlStore {
     /// Copies of the rows every request reads (keys, environments, settings).
     cache: HotCache,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
-    writer_task: Mutex<Option<JoinHandle<()>>>,
+    /// Fires when the writer has drained its queue and stopped.
+    writer_stopped: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl SqlStore {
@@ -42,12 +42,12 @@ impl SqlStore {
         group_commit_max: usize,
         cache_ttl: std::time::Duration,
     ) -> Self {
-        let (tx, task) = group_commit::spawn(pools.clone(), group_commit_max);
+        let (tx, stopped) = group_commit::spawn(pools.clone(), group_commit_max);
         Self {
             pools,
             cache: HotCache::new(cache_ttl),
             writer: Mutex::new(Some(tx)),
-            writer_task: Mutex::new(Some(task)),
+            writer_stopped: Mutex::new(Some(stopped)),
         }
     }
 
@@ -59,9 +59,10 @@ impl SqlStore {
     /// Lets the writer finish what it holds, then closes the pool.
     pub(crate) async fn close(&self) {
         drop(lock(&self.writer).take());
-        let task = lock(&self.writer_task).take();
-        if let Some(task) = task {
-            let _ = task.await;
+        let stopped = lock(&self.writer_stopped).take();
+        if let Some(stopped) = stopped {
+            // Err: the writer thread never started or is gone; nothing to wait for.
+            let _ = stopped.await;
         }
         self.pools.close().await;
     }

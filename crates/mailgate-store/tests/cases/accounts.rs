@@ -153,8 +153,10 @@ pub async fn other_processes_see_writes_within_the_cache_ttl(db: Database, secon
     assert!(b.find_environment("default").await.unwrap().is_some());
     let before = b.get_settings(&env.id).await.unwrap();
 
-    let mut changed = EnvironmentSettings::default();
-    changed.secret_fields = vec!["pin".into()];
+    let changed = EnvironmentSettings {
+        secret_fields: vec!["pin".into()],
+        ..EnvironmentSettings::default()
+    };
     assert_ne!(before, changed);
     assert!(a.put_settings(&env.id, &changed).await.unwrap());
     assert!(a.delete_api_key(&env.id, &key.record.id).await.unwrap());
