@@ -148,7 +148,9 @@ def fmt(v):
 md = [f"# mailgate bench {stem}", "",
       f"{machine['nproc']} × {machine['cpu']}, kernel {machine['kernel']}, load average "
       f"{' '.join(machine['loadavg_start'])} at start, {' '.join(machine['loadavg_end'])} at end"
-      + (", **smoke run (1 repetition, short)**" if smoke else ""), "",
+      + (", **smoke run (1 repetition, short)**" if smoke else "")
+      + (f", **{machine.get('profile')} binaries: not a speed measurement**"
+         if machine.get("profile", "release") != "release" else ""), "",
       "| figure | median | min | max | n |", "| --- | --- | --- | --- | --- |"]
 for k, s in figures.items():
     md.append(f"| {k} | {fmt(s['median'])} | {fmt(s['min'])} | {fmt(s['max'])} | {s['n']}{' noisy' if s['noisy'] else ''} |")

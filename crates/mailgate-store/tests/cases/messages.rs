@@ -101,14 +101,11 @@ pub async fn idempotency_replay_and_conflict(db: Database) {
         s.enqueue(elsewhere.clone()).await.unwrap(),
         EnqueueOutcome::Created(elsewhere.id)
     );
-    let queued = s
-        .list_events(&EventQuery {
-            types: vec![EventType::Queued],
-            ..query()
-        })
-        .await
-        .unwrap();
-    assert_eq!(queued.len(), 2, "replays and conflicts add no event");
+    assert_eq!(
+        queued_events(&*s).await,
+        2,
+        "replays and conflicts add no event"
+    );
 }
 
 pub async fn concurrent_same_key_creates_once(db: Database) {
@@ -239,6 +236,17 @@ pub async fn purge_content(db: Database) {
     assert_eq!(events.len(), 2, "the event trail stays");
 }
 
+/// How many `queued` events the store holds.
+async fn queued_events(s: &dyn mailgate_core::store::Storage) -> usize {
+    s.list_events(&EventQuery {
+        types: vec![EventType::Queued],
+        ..query()
+    })
+    .await
+    .unwrap()
+    .len()
+}
+
 fn suppression(env: &EnvironmentId, address: &str, expires_at: Option<Timestamp>) -> Suppression {
     Suppression {
         environment_id: *env,
@@ -316,14 +324,7 @@ pub async fn enqueue_refuses_suppressed_recipients(db: Database) {
         EnqueueOutcome::Created(keyed.id)
     );
 
-    let queued = s
-        .list_events(&EventQuery {
-            types: vec![EventType::Queued],
-            ..query()
-        })
-        .await
-        .unwrap();
-    assert_eq!(queued.len(), 3, "refused sends add no event");
+    assert_eq!(queued_events(&*s).await, 3, "refused sends add no event");
 }
 
 pub async fn suppressions_refuse_only_their_messages_in_a_batch(db: Database) {
