@@ -72,11 +72,16 @@ async fn run(pools: Pools, mut rx: mpsc::Receiver<Request>, max: usize) {
         let held = Instant::now();
         loop {
             let outcomes = commit(&mut conn, &batch).await;
+            // The database failed (not a statement): give the connection back, so the pool
+            // checks it, rather than sending the next batch down it.
+            let failed = outcomes
+                .iter()
+                .any(|o| matches!(o, Err(StoreError::Unavailable(_))));
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 // A caller that gave up still has its message stored; nothing to undo.
                 let _ = request.reply.send(outcome);
             }
-            if held.elapsed() >= HOLD_SLICE {
+            if failed || held.elapsed() >= HOLD_SLICE {
                 break;
             }
             while batch.len() < max {

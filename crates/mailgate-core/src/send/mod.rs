@@ -251,6 +251,18 @@ impl SendService {
                 .recent_sends_to(&env.id, &address, usage, since, limit.max)
                 .await?;
             if recent.len() >= limit.max as usize {
+                // A suppressed recipient is the lasting reason: say so rather than "retry later".
+                // (Suppressions are otherwise checked in the enqueue transaction; this read only
+                // happens on the refusal path.)
+                let fields: Vec<(String, String)> = recipients(content).collect();
+                let addresses: Vec<String> = fields.iter().map(|(_, a)| a.clone()).collect();
+                let found = self
+                    .store
+                    .find_suppressions(&env.id, &addresses, now)
+                    .await?;
+                if !found.is_empty() {
+                    return Err(suppressed(fields, found));
+                }
                 // Accepted again once the oldest of the newest `max` leaves the window.
                 let oldest = recent.iter().min().copied().unwrap_or(now);
                 let free_at = oldest.plus(window);

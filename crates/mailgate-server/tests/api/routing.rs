@@ -424,6 +424,37 @@ async fn the_recipient_cap_answers_429_with_the_retry_time() {
     assert_eq!(err["error"]["details"]["retry_after_seconds"], retry_after);
     send(&app, json!({"to": "other@example.net"})).await;
 
+    // Suppressed and over the cap: the lasting reason wins (422, not "retry later").
+    body(
+        app.post_json(
+            "/v1/environments/default/suppressions",
+            &app.admin_key,
+            &json!({"address": "victim@example.net"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/v1/emails",
+            &app.admin_key,
+            &mail(json!({"to": ["other@example.net", "victim@example.net"]})),
+        )
+        .await;
+    let err = body(r, 422).await;
+    assert_eq!(err["error"]["code"], "recipient_suppressed");
+    assert_eq!(err["error"]["field"], "to[1]");
+    body(
+        app.delete(
+            "/v1/environments/default/suppressions/victim@example.net",
+            &app.admin_key,
+        )
+        .await,
+        204,
+    )
+    .await;
+
     // Per usage type: sign-in codes have their own count.
     body(
         patch(
