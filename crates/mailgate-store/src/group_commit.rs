@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{db_error, BatchFailed};
 use crate::pools::{Pools, WriteConnection};
-use crate::store::enqueue::{write_batch, PreparedMessage};
+use crate::store::enqueue::{write_batch, DirectWriter, PreparedMessage};
 
 /// One waiting `enqueue`.
 pub(crate) struct Request {
@@ -22,10 +22,12 @@ pub(crate) struct Request {
 /// Starts the writer on a thread of its own, with a single-threaded runtime. A batch takes
 /// several round trips to the database, and each resumes the writer: on the shared runtime every
 /// resumption waited behind the request handlers that were filling the next batch, which made
-/// the writer — the one thing every send waits for — the slowest task in the process. It stops
-/// once every sender is dropped and the queue is drained; `stopped` fires then.
+/// the writer — the one thing every send waits for — the slowest task in the process. With
+/// `direct` (a SQLite file), batches are written on the thread's own connection. It stops once
+/// every sender is dropped and the queue is drained; `stopped` fires then.
 pub(crate) fn spawn(
     pools: Pools,
+    direct: Option<DirectWriter>,
     group_commit_max: usize,
 ) -> (mpsc::Sender<Request>, oneshot::Receiver<()>) {
     let max = group_commit_max.max(1);
@@ -39,7 +41,7 @@ pub(crate) fn spawn(
             let spawned = std::thread::Builder::new()
                 .name("mailgate-enqueue".into())
                 .spawn(move || {
-                    runtime.block_on(run(pools, rx, max));
+                    runtime.block_on(run(pools, direct, rx, max));
                     let _ = stopped_tx.send(());
                 });
             if let Err(e) = spawned {
@@ -56,12 +58,18 @@ pub(crate) fn spawn(
 /// other writers of the process (completions, webhooks, the API) have it.
 const HOLD_SLICE: Duration = Duration::from_millis(10);
 
-async fn run(pools: Pools, mut rx: mpsc::Receiver<Request>, max: usize) {
+async fn run(
+    pools: Pools,
+    mut direct: Option<DirectWriter>,
+    mut rx: mpsc::Receiver<Request>,
+    max: usize,
+) {
     let mut batch = Vec::with_capacity(max);
     while rx.recv_many(&mut batch, max).await > 0 {
         // Taking and giving back a pooled connection costs round trips to the database (sqlx
         // pings it on release), so one connection serves every batch that is already waiting,
-        // for up to HOLD_SLICE.
+        // for up to HOLD_SLICE. With a direct writer, holding it is what keeps the process's
+        // other writers out while the direct connection writes.
         let mut conn = match WriteConnection::acquire(&pools).await {
             Ok(conn) => conn,
             Err(e) => {
@@ -71,7 +79,7 @@ async fn run(pools: Pools, mut rx: mpsc::Receiver<Request>, max: usize) {
         };
         let held = Instant::now();
         loop {
-            let outcomes = commit(&mut conn, &batch).await;
+            let outcomes = commit(&mut conn, direct.as_mut(), &batch).await;
             // The database failed (not a statement): give the connection back, so the pool
             // checks it, rather than sending the next batch down it.
             let failed = outcomes
@@ -109,7 +117,7 @@ fn answer(
     }
 }
 
-fn unavailable(e: &sqlx::Error) -> StoreError {
+fn unavailable(e: &impl ToString) -> StoreError {
     StoreError::Unavailable(Box::new(BatchFailed(e.to_string())))
 }
 
@@ -118,30 +126,82 @@ fn unavailable(e: &sqlx::Error) -> StoreError {
 /// its neighbours; if the database itself failed, every waiter gets `Unavailable`.
 async fn commit(
     conn: &mut WriteConnection,
+    mut direct: Option<&mut DirectWriter>,
     batch: &[Request],
 ) -> Vec<Result<EnqueueOutcome, StoreError>> {
     let messages: Vec<&PreparedMessage> = batch.iter().map(|r| &r.message).collect();
-    match write_batch(conn, &messages).await {
+    match write(conn, direct.as_deref_mut(), &messages).await {
         Ok(outcomes) => {
             tracing::debug!(size = outcomes.len(), "enqueue batch committed");
             outcomes.into_iter().map(Ok).collect()
         }
-        Err(e @ sqlx::Error::Database(_)) if messages.len() > 1 => {
+        Err(WriteError::Refused(e)) if messages.len() > 1 => {
             tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
             let mut outcomes = Vec::with_capacity(messages.len());
             for m in messages {
-                let one = write_batch(conn, &[m]).await;
-                outcomes.push(one.map_err(db_error).and_then(|mut v| {
-                    v.pop()
-                        .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
-                }));
+                let one = write(conn, direct.as_deref_mut(), &[m]).await;
+                outcomes.push(match one {
+                    Ok(mut v) => v
+                        .pop()
+                        .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into())),
+                    Err(WriteError::Refused(e)) => Err(e),
+                    Err(WriteError::Failed(e)) => Err(unavailable(&e)),
+                });
             }
             outcomes
         }
-        Err(e @ sqlx::Error::Database(_)) => vec![Err(db_error(e))],
-        Err(e) => {
+        Err(WriteError::Refused(e)) => vec![Err(e)],
+        Err(WriteError::Failed(e)) => {
             tracing::error!(error = %e, size = messages.len(), "enqueue batch failed");
+            if let Some(direct) = direct {
+                direct.reset();
+            }
             messages.iter().map(|_| Err(unavailable(&e))).collect()
         }
+    }
+}
+
+/// Why a batch was not stored.
+enum WriteError {
+    /// A statement refused it: retrying its messages one by one can store the others.
+    Refused(StoreError),
+    /// The database failed.
+    Failed(String),
+}
+
+/// Writes a batch on the direct connection if there is one, else on `conn`.
+async fn write(
+    conn: &mut WriteConnection,
+    direct: Option<&mut DirectWriter>,
+    messages: &[&PreparedMessage],
+) -> Result<Vec<EnqueueOutcome>, WriteError> {
+    match direct {
+        Some(direct) => direct.write_batch(messages).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                WriteError::Refused(constraint_error(f.extended_code, e))
+            }
+            rusqlite::Error::FromSqlConversionFailure(_, _, e) => {
+                WriteError::Refused(StoreError::Corrupt(e.to_string()))
+            }
+            e => WriteError::Failed(e.to_string()),
+        }),
+        None => write_batch(conn, messages).await.map_err(|e| match e {
+            e @ sqlx::Error::Database(_) => WriteError::Refused(db_error(e)),
+            e => WriteError::Failed(e.to_string()),
+        }),
+    }
+}
+
+/// A constraint the direct connection hit, as `db_error` maps sqlx's: a unique violation is a
+/// `Conflict`, any other refusal `Unavailable`.
+fn constraint_error(extended_code: i32, e: rusqlite::Error) -> StoreError {
+    const UNIQUE: i32 = 2067; // SQLITE_CONSTRAINT_UNIQUE
+    const PRIMARY_KEY: i32 = 1555; // SQLITE_CONSTRAINT_PRIMARYKEY
+    if extended_code == UNIQUE || extended_code == PRIMARY_KEY {
+        StoreError::Conflict(e.to_string())
+    } else {
+        StoreError::Unavailable(Box::new(e))
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod checkpoint;
 mod error;
 mod group_commit;
 mod pools;
@@ -20,6 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::pools::Pools;
+use crate::store::enqueue::DirectWriter;
 use crate::store::SqlStore;
 
 /// Which database a [`Database`] talks to.
@@ -97,6 +99,7 @@ impl Database {
     /// Connects to `sqlite://PATH` / `sqlite:PATH` (file created if missing; parent dir must
     /// exist) or `postgres://…`/`postgresql://…`. Does not migrate.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Database, OpenError> {
+        let mut direct = None;
         let pools = if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|e| OpenError::InvalidUrl(format!("not a usable SQLite URL: {e}")))?
@@ -107,10 +110,18 @@ impl Database {
                 // Overwrite what an update or delete frees with zeros: redacting a sign-in code
                 // (or purging content) must not leave the old bytes in the file's free space.
                 .pragma("secure_delete", "ON")
+                // Statement journals (a multi-row INSERT inside the enqueue transaction needs
+                // one) stay in memory: past 64 KiB SQLite would otherwise spill each to a temp
+                // file it creates, writes, unlinks and closes, once per batch.
+                .pragma("temp_store", "MEMORY")
                 .busy_timeout(options.busy_timeout);
             // A SQLite connection is a file handle in this process: it cannot go stale, so the
             // pools do not ping it before each use (a round trip to its thread every query).
             let connect = connect.statement_cache_capacity(STATEMENT_CACHE);
+            let name = connect.get_filename();
+            let file = (!name.to_string_lossy().starts_with("file:")
+                && name != std::path::Path::new(":memory:"))
+            .then(|| name.to_path_buf());
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
@@ -123,6 +134,12 @@ impl Database {
                 .connect_with(connect)
                 .await
                 .map_err(OpenError::Connect)?;
+            checkpoint::spawn(read.clone());
+            // A file (not sqlx's shared in-memory database, which another connection would not
+            // see): the enqueue writer gets a connection of its own.
+            if let Some(path) = file {
+                direct = Some(DirectWriter::new(path, options.busy_timeout));
+            }
             Pools::Sqlite { read, write }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The parse error is not echoed: it could quote the password.
@@ -142,6 +159,7 @@ impl Database {
         Ok(Database {
             store: Arc::new(SqlStore::new(
                 pools,
+                direct,
                 options.group_commit_max,
                 options.cache_ttl,
             )),

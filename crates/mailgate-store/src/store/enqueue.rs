@@ -14,6 +14,9 @@ use crate::group_commit::Request;
 use crate::pools::{with_connection, BeginWriteOn, WriteConnection};
 use crate::rows::{parse_id, to_json};
 
+mod direct;
+pub(crate) use direct::DirectWriter;
+
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.
 pub(crate) struct PreparedMessage {
     message: NewMessage,

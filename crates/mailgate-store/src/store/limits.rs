@@ -83,8 +83,8 @@ impl LimitStore for SqlStore {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Timestamp>, StoreError> {
-        // Served by `message_recipients_usage` (environment, address, usage_type, created_at)
-        // with a usage filter, by `message_recipients_address` without.
+        // Served by the table's key (environment, address, created_at, message_id): a range of
+        // one address's window, filtered by usage type when one is asked for.
         let (filter, usage) = match usage {
             None => ("", None),
             Some("") => (" AND usage_type IS NULL", None),

@@ -36,13 +36,14 @@ pub(crate) struct SqlStore {
 }
 
 impl SqlStore {
-    /// Wraps a pool and starts its enqueue writer.
+    /// Wraps a pool and starts its enqueue writer (on its own connection with `direct`).
     pub(crate) fn new(
         pools: Pools,
+        direct: Option<enqueue::DirectWriter>,
         group_commit_max: usize,
         cache_ttl: std::time::Duration,
     ) -> Self {
-        let (tx, stopped) = group_commit::spawn(pools.clone(), group_commit_max);
+        let (tx, stopped) = group_commit::spawn(pools.clone(), direct, group_commit_max);
         Self {
             pools,
             cache: HotCache::new(cache_ttl),

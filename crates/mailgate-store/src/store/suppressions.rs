@@ -42,14 +42,14 @@ pub(crate) use select_suppressed;
 /// Columns of `suppressions`.
 #[derive(sqlx::FromRow)]
 pub(crate) struct SuppressionRow {
-    environment_id: String,
-    address: String,
-    reason: String,
-    source_event_id: Option<String>,
-    provider: Option<String>,
-    note: Option<String>,
-    created_at: i64,
-    expires_at: Option<i64>,
+    pub(crate) environment_id: String,
+    pub(crate) address: String,
+    pub(crate) reason: String,
+    pub(crate) source_event_id: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) note: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: Option<i64>,
 }
 
 impl SuppressionRow {

@@ -1,0 +1,217 @@
+//! The enqueue batch on a SQLite file, run by the enqueue thread on a connection it owns.
+//!
+//! Through sqlx, every statement of a batch is a round trip to the connection's own thread (a
+//! channel send and a wake-up each way), and a batch is four of them (begin, the suppression
+//! read, the inserts, commit). Here the enqueue thread calls SQLite itself (rusqlite, on the same
+//! libsqlite3 that sqlx links): no hand-offs, statements prepared once and cached, parameters
+//! bound by reference. The `durable floor` benchmark writes the same way.
+//!
+//! The connection is one more writer on the file, so it never writes unless the enqueue thread
+//! holds the process's sqlx write connection (`WriteConnection`, taken by the caller): the
+//! process still has one writer at a time, and its writers wait in the pool's queue rather than
+//! in SQLite's busy handler.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mailgate_core::message::EnqueueOutcome;
+use mailgate_core::suppression::Suppression;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{lookups, refusals, PreparedMessage, ADDRESSES_PER_LOOKUP};
+use crate::rows::parse_id;
+use crate::store::suppressions::{SuppressionRow, COLUMNS};
+
+/// A file-backed SQLite database's enqueue writer. Opens its connection on first use (after the
+/// migrations have run) and again after a failure.
+pub(crate) struct DirectWriter {
+    path: PathBuf,
+    busy_timeout: Duration,
+    conn: Option<Connection>,
+}
+
+const INSERT_PLAIN: &str = "INSERT INTO messages (id, environment_id, status, content, tags, \
+     metadata, provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
+     next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets, \
+     organization, sandboxed) \
+     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, NULL, NULL, 0, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+const INSERT_KEYED: &str = "INSERT INTO messages (id, environment_id, status, content, tags, \
+     metadata, provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
+     next_attempt_at, created_at, updated_at, expires_at, track_opens, track_links, secrets, \
+     organization, sandboxed) \
+     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?15, ?16, 0, ?7, ?8, ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     ON CONFLICT (environment_id, idempotency_key) DO NOTHING RETURNING id";
+
+const FIND_KEYED: &str = "SELECT id, idempotency_fingerprint FROM messages \
+     WHERE environment_id = ?1 AND idempotency_key = ?2";
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const INSERT_RECIPIENT: &str = "INSERT INTO message_recipients \
+     (message_id, environment_id, address, created_at, usage_type) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// The suppressions of one environment in force at `?2` among the addresses of the JSON array
+/// `?3`: one statement text for any number of addresses, so it is prepared once.
+fn select_suppressed() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM suppressions WHERE environment_id = ?1 \
+         AND (expires_at IS NULL OR expires_at > ?2) \
+         AND address IN (SELECT value FROM json_each(?3))"
+    )
+}
+
+impl DirectWriter {
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+        Self {
+            path,
+            busy_timeout,
+            conn: None,
+        }
+    }
+
+    /// Forgets the connection (after a failure of the database, not of a statement).
+    pub(crate) fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    fn connection(&mut self) -> rusqlite::Result<&mut Connection> {
+        if self.conn.is_none() {
+            let conn = Connection::open(&self.path)?;
+            conn.busy_timeout(self.busy_timeout)?;
+            // The same settings as the sqlx connections (`Database::connect`).
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+            )?;
+            conn.set_prepared_statement_cache_capacity(16);
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
+    /// As `write_batch` (the sqlx form, for PostgreSQL): one transaction for the batch; a
+    /// message with a suppressed recipient stores nothing and yields `Suppressed`; a message
+    /// whose idempotency key is taken yields `Replayed` or `Conflict`.
+    pub(crate) fn write_batch(
+        &mut self,
+        batch: &[&PreparedMessage],
+    ) -> rusqlite::Result<Vec<EnqueueOutcome>> {
+        let conn = self.connection()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut found = Vec::new();
+        {
+            let mut select = tx.prepare_cached(&select_suppressed())?;
+            for (env, addresses, at) in lookups(batch) {
+                for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
+                    let list = serde_json::to_string(chunk).map_err(|e| {
+                        rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                    })?;
+                    let mut rows = select.query(params![env, at, list])?;
+                    while let Some(row) = rows.next()? {
+                        found.push(suppression(row)?);
+                    }
+                }
+            }
+        }
+        let refused = refusals(batch, &found);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut plain = tx.prepare_cached(INSERT_PLAIN)?;
+            let mut keyed = tx.prepare_cached(INSERT_KEYED)?;
+            let mut event = tx.prepare_cached(INSERT_EVENT)?;
+            let mut recipient = tx.prepare_cached(INSERT_RECIPIENT)?;
+            for (p, refused) in batch.iter().zip(refused) {
+                if !refused.is_empty() {
+                    outcomes.push(EnqueueOutcome::Suppressed(refused));
+                    continue;
+                }
+                let m = &p.message;
+                let id = m.id.to_string();
+                let env = m.environment_id.to_string();
+                let organization = p.organization();
+                let columns = params![
+                    id,
+                    env,
+                    p.content,
+                    p.tags,
+                    p.metadata,
+                    p.provider_options,
+                    i64::from(m.max_attempts),
+                    m.created_at.0,
+                    m.delivery.expires_at.map(|t| t.0),
+                    m.delivery.tracking.opens,
+                    m.delivery.tracking.links,
+                    p.secrets,
+                    organization,
+                    m.delivery.sandboxed,
+                ];
+                match &m.idempotency {
+                    None => {
+                        plain.execute(columns)?;
+                    }
+                    Some(key) => {
+                        let key_text = key.key.as_str();
+                        let mut all: Vec<&dyn rusqlite::ToSql> = columns.to_vec();
+                        all.push(&key_text);
+                        all.push(&key.fingerprint);
+                        let inserted: Option<String> = keyed
+                            .query_row(all.as_slice(), |row| row.get(0))
+                            .optional()?;
+                        if inserted.is_none() {
+                            let (id, fingerprint): (String, Option<String>) = tx
+                                .prepare_cached(FIND_KEYED)?
+                                .query_row(params![env, key_text], |row| {
+                                    Ok((row.get(0)?, row.get(1)?))
+                                })?;
+                            let id = parse_id("messages.id", &id).map_err(corrupt)?;
+                            outcomes.push(if fingerprint.as_deref() == Some(&key.fingerprint) {
+                                EnqueueOutcome::Replayed(id)
+                            } else {
+                                EnqueueOutcome::Conflict(id)
+                            });
+                            continue;
+                        }
+                    }
+                }
+                let e = &p.queued_event;
+                event.execute(params![
+                    e.id.to_string(),
+                    e.environment_id.to_string(),
+                    e.message_id.map(|m| m.to_string()),
+                    e.event_type.as_str(),
+                    e.created_at.0,
+                    e.data.to_string(),
+                ])?;
+                let usage = p.usage_type();
+                for address in &p.recipients {
+                    recipient.execute(params![id, env, address, m.created_at.0, usage])?;
+                }
+                outcomes.push(EnqueueOutcome::Created(m.id));
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// A `suppressions` row, in `COLUMNS` order.
+fn suppression(row: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
+    SuppressionRow {
+        environment_id: row.get(0)?,
+        address: row.get(1)?,
+        reason: row.get(2)?,
+        source_event_id: row.get(3)?,
+        provider: row.get(4)?,
+        note: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+    }
+    .into_domain()
+    .map_err(corrupt)
+}
+
+fn corrupt(e: mailgate_core::store::StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
