@@ -1,12 +1,14 @@
 //! `QueueStore`: the leased claim, fenced completion, retention purge and next due time.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use mailgate_core::message::ClaimedMessage;
+use mailgate_core::event::NewEvent;
+use mailgate_core::message::{ClaimedMessage, MessageStatus};
 use mailgate_core::store::{Completion, QueueStore, StoreError};
 use mailgate_core::Timestamp;
 
-use super::{insert_event, SqlStore};
+use super::SqlStore;
 use crate::error::db_error;
 use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{ClaimRow, CLAIM_COLUMNS};
@@ -55,11 +57,85 @@ fn sqlite_claim_sql() -> String {
     )
 }
 
-const COMPLETE: &str =
-    "UPDATE messages SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
-     provider = COALESCE($3, provider), provider_message_id = COALESCE($4, provider_message_id), \
-     last_error = $5, locked_until = NULL, lease_token = NULL, updated_at = $6 \
-     WHERE id = $7 AND lease_token = $8 RETURNING secrets";
+/// The rows a backend reads a JSON array parameter (`$1`) as, each element as `j.value`.
+fn json_rows(pools: &Pools) -> &'static str {
+    match pools {
+        Pools::Sqlite { .. } => "json_each($1) AS j",
+        Pools::Postgres(_) => "jsonb_array_elements($1::jsonb) AS j(value)",
+    }
+}
+
+/// Applies a batch of completions given as a JSON array (`$1`, see `completion_rows`), each
+/// fenced by its lease token, at `$2`; returns the id and secrets of each message it changed.
+/// One statement for the whole batch: per completion, SQLite paid a round trip to its
+/// connection's thread, and PostgreSQL one over the network.
+fn complete_sql(pools: &Pools) -> String {
+    format!(
+        "UPDATE messages SET status = j.value ->> 'status', \
+             next_attempt_at = COALESCE(CAST(j.value ->> 'next_attempt_at' AS BIGINT), next_attempt_at), \
+             provider = COALESCE(j.value ->> 'provider', provider), \
+             provider_message_id = COALESCE(j.value ->> 'provider_message_id', provider_message_id), \
+             last_error = j.value ->> 'last_error', locked_until = NULL, lease_token = NULL, \
+             updated_at = $2 \
+         FROM {} \
+         WHERE messages.id = j.value ->> 'id' AND messages.lease_token = j.value ->> 'lease_token' \
+         RETURNING messages.id, messages.secrets",
+        json_rows(pools)
+    )
+}
+
+/// Appends the events of a JSON array (`$1`, see `event_rows`) in the array's order.
+fn insert_events_sql(pools: &Pools) -> String {
+    let ordered = match pools {
+        Pools::Sqlite { .. } => "json_each($1) AS j ORDER BY j.key",
+        Pools::Postgres(_) => {
+            "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j(value, key) ORDER BY j.key"
+        }
+    };
+    format!(
+        "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
+         SELECT j.value ->> 'id', j.value ->> 'environment_id', j.value ->> 'message_id', \
+             j.value ->> 'type', CAST(j.value ->> 'created_at' AS BIGINT), j.value ->> 'data' \
+         FROM {ordered}"
+    )
+}
+
+/// The completions as the JSON array `complete_sql` reads.
+fn completion_rows(completions: &[Completion]) -> String {
+    let rows: Vec<serde_json::Value> = completions
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.message_id.to_string(),
+                "lease_token": c.lease_token,
+                "status": c.status.as_str(),
+                "next_attempt_at": c.next_attempt_at.map(|t| t.0),
+                "provider": c.provider,
+                "provider_message_id": c.provider_message_id,
+                "last_error": c.last_error,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Events as the JSON array `insert_events_sql` reads.
+fn event_rows(events: &[&NewEvent]) -> String {
+    let rows: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id.to_string(),
+                "environment_id": e.environment_id.to_string(),
+                "message_id": e.message_id.map(|m| m.to_string()),
+                "type": e.event_type.as_str(),
+                "created_at": e.created_at.0,
+                "data": e.data.to_string(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
 
 /// Redacts a final message's secrets from its stored content and from its captured copies, and
 /// forgets them — in the completion's transaction (ARCHITECTURE.md, "secrets").
@@ -139,35 +215,43 @@ impl QueueStore for SqlStore {
         if completions.is_empty() {
             return Ok(0);
         }
+        let status: HashMap<String, MessageStatus> = completions
+            .iter()
+            .map(|c| (c.message_id.to_string(), c.status))
+            .collect();
+        let update = complete_sql(&self.pools);
+        let insert = insert_events_sql(&self.pools);
+        let rows = completion_rows(completions);
         with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
-            let mut applied = 0;
+            let changed: Vec<(String, Option<String>)> = sqlx::query_as(&update)
+                .bind(&rows)
+                .bind(now.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            // A completion that changed nothing lost its lease: another claimer owns the
+            // message now, and its outcome wins.
+            let mut applied = HashSet::with_capacity(changed.len());
+            for (id, secrets) in changed {
+                let done = status.get(&id).is_some_and(|s| s.is_final_for_queue());
+                if let (Some(secrets), true) = (secrets, done) {
+                    redact_secrets!(tx, &id, &secrets);
+                }
+                applied.insert(id);
+            }
+            // The events of the completions applied, in the batch's order.
+            let mut events: Vec<&NewEvent> = Vec::new();
             for c in completions {
-                let id = c.message_id.to_string();
-                let changed: Option<Option<String>> = sqlx::query_scalar(COMPLETE)
-                    .bind(c.status.as_str())
-                    .bind(c.next_attempt_at.map(|t| t.0))
-                    .bind(c.provider.as_deref())
-                    .bind(c.provider_message_id.as_deref())
-                    .bind(c.last_error.as_deref())
-                    .bind(now.0)
-                    .bind(&id)
-                    .bind(&c.lease_token)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                // Lease lost: another claimer owns the message now; its outcome wins.
-                if let Some(secrets) = changed {
-                    if let (Some(secrets), true) = (secrets, c.status.is_final_for_queue()) {
-                        redact_secrets!(tx, &id, &secrets);
-                    }
-                    for event in &c.events {
-                        insert_event!(&mut *tx, event)?;
-                    }
-                    applied += 1;
+                if applied.contains(&c.message_id.to_string()) {
+                    events.extend(&c.events);
                 }
             }
+            if !events.is_empty() {
+                let events = event_rows(&events);
+                sqlx::query(&insert).bind(events).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(applied)
+            Ok::<_, sqlx::Error>(applied.len())
         }
         .await)
         .map_err(db_error)
