@@ -56,6 +56,8 @@ for key, scen, var, path in [
     ("e2e_faults_lost", "e2e_faults", "gateway", "lost"),
     ("e2e_faults_duplicates", "e2e_faults", "gateway", "duplicates"),
     ("memory_idle_kb", "memory", "gateway", "idle_kb"),
+    ("memory_warm_kb", "memory", "gateway", "warm_kb"),
+    ("memory_warm_n", "memory", "gateway", "warm_n"),
     ("memory_queued_kb", "memory", "gateway", "queued_kb"),
     ("memory_queued_n", "memory", "gateway", "queued"),
     ("cold_start_floor_ms", "cold_start", "floor", "ms"),
@@ -101,9 +103,12 @@ ratios = {
     "claim_p99_big_vs_10k": ratio(med("claim_big_p99_ms"), med("claim_small_p99_ms")),
     "e2e_faults_vs_fault_free": ratio(med("e2e_faults_delivered_per_s"), med("e2e_0ms_delivered_per_s")),
 }
-mem_per_100k = None
-if med("memory_queued_kb") is not None:
-    mem_per_100k = (med("memory_queued_kb") - med("memory_idle_kb")) / 1024 * 100_000 / med("memory_queued_n")
+# Per queued message: the growth from the warmed-up process (after the first sends) to the one
+# holding MEM_N more queued; the one-time warm-up is reported beside it.
+mem_per_100k = mem_warmup = None
+if med("memory_queued_kb") is not None and med("memory_warm_kb") is not None:
+    mem_per_100k = (med("memory_queued_kb") - med("memory_warm_kb")) / 1024 * 100_000 / med("memory_queued_n")
+    mem_warmup = (med("memory_warm_kb") - med("memory_idle_kb")) / 1024
 
 
 def goal(name, value, op, threshold, note=""):
@@ -122,14 +127,16 @@ goals = [
     goal("faults: delivered/s vs fault-free", ratios["e2e_faults_vs_fault_free"], ">=", 0.9),
     goal("faults: lost messages", med("e2e_faults_lost"), "<=", 0.0),
     goal("memory idle (MB)", None if med("memory_idle_kb") is None else med("memory_idle_kb") / 1024, "<=", 64.0),
-    goal("memory per 100k queued (MB)", mem_per_100k, "<=", 10.0),
+    goal("memory per 100k queued (MB)", mem_per_100k, "<=", 10.0,
+         "" if mem_warmup is None else
+         f"growth after the first {int(med('memory_warm_n')):,} sends; those added {mem_warmup:.1f} MB once"),
     goal("claim p99 with the big queue vs 10k", ratios["claim_p99_big_vs_10k"], "<=", 1.25,
          f"{int(med('claim_big_queued') or 0):,} queued"),
     goal("cold start, empty (ms)", med("cold_start_gateway_ms"), "<=", 200.0),
     goal("cold start with the big queue (ms)", med("cold_start_big_ms"), "<=", 1000.0,
          f"{int(med('cold_start_big_queued') or 0):,} queued"),
     goal("cold start with the memory run's queue (ms)", med("cold_start_queued_ms"), "<=", 1000.0,
-         f"{int(med('memory_queued_n') or 0):,} queued"),
+         f"{int((med('memory_queued_n') or 0) + (med('memory_warm_n') or 0)):,} queued"),
 ]
 
 now = datetime.datetime.now(datetime.timezone.utc)

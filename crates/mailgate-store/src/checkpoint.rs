@@ -43,10 +43,9 @@ async fn run(pool: SqlitePool) {
             }
         };
         // (busy, pages in the log, pages of the log copied into the database)
-        let result: Result<(i64, i64, i64), _> =
-            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&mut *conn)
-                .await;
+        let result: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *conn)
+            .await;
         drop(conn);
         pause = match result {
             // The log moved since the last look: commits are coming, look again soon.

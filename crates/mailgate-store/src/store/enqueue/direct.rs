@@ -46,7 +46,8 @@ const INSERT_KEYED: &str = "INSERT INTO messages (id, environment_id, status, co
 const FIND_KEYED: &str = "SELECT id, idempotency_fingerprint FROM messages \
      WHERE environment_id = ?1 AND idempotency_key = ?2";
 
-const INSERT_EVENT: &str = "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 const INSERT_RECIPIENT: &str = "INSERT INTO message_recipients \
@@ -105,9 +106,8 @@ impl DirectWriter {
             let mut select = tx.prepare_cached(&select_suppressed())?;
             for (env, addresses, at) in lookups(batch) {
                 for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
-                    let list = serde_json::to_string(chunk).map_err(|e| {
-                        rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-                    })?;
+                    let list = serde_json::to_string(chunk)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                     let mut rows = select.query(params![env, at, list])?;
                     while let Some(row) = rows.next()? {
                         found.push(suppression(row)?);
