@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 mod cache;
-mod checkpoint;
 mod error;
 mod group_commit;
 mod pools;
@@ -134,7 +133,6 @@ impl Database {
                 .connect_with(connect)
                 .await
                 .map_err(OpenError::Connect)?;
-            checkpoint::spawn(read.clone());
             // A file (not sqlx's shared in-memory database, which another connection would not
             // see): the enqueue writer gets a connection of its own.
             if let Some(path) = file {
