@@ -99,6 +99,10 @@ async fn run(
                 }
             }
             if batch.is_empty() {
+                // Nobody waits: the moment to copy the log, rather than inside a commit.
+                if let Some(direct) = direct.as_mut() {
+                    direct.checkpoint_if_due();
+                }
                 break;
             }
         }

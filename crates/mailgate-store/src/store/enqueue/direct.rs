@@ -28,7 +28,13 @@ pub(crate) struct DirectWriter {
     path: PathBuf,
     busy_timeout: Duration,
     conn: Option<Connection>,
+    /// Messages committed since the last checkpoint this writer ran.
+    since_checkpoint: usize,
 }
+
+/// Messages (about two pages of log each) after which an idle writer copies the log into the
+/// database file, well before SQLite's own threshold (1,000 pages) would make a commit do it.
+const CHECKPOINT_AFTER: usize = 64;
 
 const INSERT_PLAIN: &str = "INSERT INTO messages (id, environment_id, status, content, tags, \
      metadata, provider_options, idempotency_key, idempotency_fingerprint, attempts, max_attempts, \
@@ -69,6 +75,26 @@ impl DirectWriter {
             path,
             busy_timeout,
             conn: None,
+            since_checkpoint: 0,
+        }
+    }
+
+    /// Copies the WAL into the database file (`PASSIVE`) if enough was committed since the last
+    /// time. For the moments when no send is waiting: left to SQLite, the copy happens inside
+    /// the commit that crosses 1,000 pages of log, and every send of that batch and the next
+    /// waits it out (the p99 at a steady rate). It runs on this connection while the caller
+    /// holds the process's write connection, so no other connection of the process commits
+    /// meanwhile: SQLite 3.46 has the WAL-reset bug (a checkpoint racing another connection's
+    /// commit can corrupt the file), which rules out a checkpointer beside the writer.
+    pub(crate) fn checkpoint_if_due(&mut self) {
+        if self.since_checkpoint < CHECKPOINT_AFTER {
+            return;
+        }
+        self.since_checkpoint = 0;
+        if let Some(conn) = &self.conn {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
         }
     }
 
@@ -192,6 +218,7 @@ impl DirectWriter {
             }
         }
         tx.commit()?;
+        self.since_checkpoint += batch.len();
         Ok(outcomes)
     }
 }
