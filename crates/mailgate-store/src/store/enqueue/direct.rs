@@ -104,18 +104,22 @@ impl DirectWriter {
     }
 
     fn connection(&mut self) -> rusqlite::Result<&mut Connection> {
-        if self.conn.is_none() {
-            let conn = Connection::open(&self.path)?;
-            conn.busy_timeout(self.busy_timeout)?;
-            // The same settings as the sqlx connections (`Database::connect`).
-            conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                 PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
-            )?;
-            conn.set_prepared_statement_cache_capacity(16);
-            self.conn = Some(conn);
-        }
-        Ok(self.conn.as_mut().expect("opened above"))
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open(&self.path)?;
+                conn.busy_timeout(self.busy_timeout)?;
+                // The same settings as the sqlx connections (`Database::connect`).
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+                     PRAGMA temp_store = MEMORY;",
+                )?;
+                conn.set_prepared_statement_cache_capacity(16);
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
     }
 
     /// As `write_batch` (the sqlx form, for PostgreSQL): one transaction for the batch; a
