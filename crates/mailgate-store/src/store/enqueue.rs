@@ -145,17 +145,11 @@ const INSERT_EVENTS_HEAD: &str =
 const INSERT_RECIPIENTS_HEAD: &str =
     "INSERT INTO message_recipients (message_id, environment_id, address, created_at, usage_type) ";
 
-/// Ends the statement being built in `$q` and starts the next with `$head`: in the same query
-/// when `$together` (SQLite: one visit to the connection's thread for all of them), otherwise
-/// after executing the current one on `$tx`.
+/// Executes the statement being built in `$q` on `$tx` and starts the next with `$head`.
 macro_rules! next_statement {
-    ($q:ident, $tx:expr, $together:expr, $head:expr) => {
-        if $together {
-            $q.push("; ");
-        } else {
-            $q.build().execute($tx).await?;
-            $q.reset();
-        }
+    ($q:ident, $tx:expr, $head:expr) => {
+        $q.build().execute($tx).await?;
+        $q.reset();
         $q.push($head);
     };
 }
@@ -213,17 +207,15 @@ fn refusals(batch: &[&PreparedMessage], found: &[Suppression]) -> Vec<Vec<Suppre
 /// already used (before or earlier in this batch) stores nothing and yields `Replayed` or
 /// `Conflict`.
 ///
+/// The form for PostgreSQL (and SQLite in memory); a SQLite file is written by `DirectWriter`.
 /// Messages without an idempotency key cannot conflict, so they are written with multi-row
-/// statements (messages, then events, then recipients) — on SQLite all three in one query: a
-/// query costs a round trip to the database (for SQLite, to sqlx's connection thread, a
-/// context switch each way), and one per row was what capped the accept rate. Messages with a
-/// key go one by one, to learn their outcome.
+/// statements (messages, then events, then recipients): a statement costs a round trip to the
+/// database, and one per row was what capped the accept rate. Messages with a key go one by
+/// one, to learn their outcome.
 pub(crate) async fn write_batch(
     held: &mut WriteConnection,
     batch: &[&PreparedMessage],
 ) -> Result<Vec<EnqueueOutcome>, sqlx::Error> {
-    // SQLite runs several statements of one query in one visit to its connection thread.
-    let together = matches!(held, WriteConnection::Sqlite(_));
     with_connection!(held, conn => {
         let mut tx = conn.begin_write_on().await?;
         // Suppressions are read in the transaction that stores the messages, so a suppression
@@ -271,7 +263,7 @@ pub(crate) async fn write_batch(
                     .push_bind(p.organization())
                     .push_bind(m.delivery.sandboxed);
             });
-            next_statement!(q, &mut *tx, together, INSERT_EVENTS_HEAD);
+            next_statement!(q, &mut *tx, INSERT_EVENTS_HEAD);
             q.push_values(chunk, |mut row, p| {
                 let e = &p.queued_event;
                 row.push_bind(e.id.to_string())
@@ -284,7 +276,7 @@ pub(crate) async fn write_batch(
             let recipients: Vec<(&PreparedMessage, &String)> =
                 chunk.iter().flat_map(|p| p.recipients.iter().map(move |a| (*p, a))).collect();
             for rows in recipients.chunks(ROWS_PER_STATEMENT * 4) {
-                next_statement!(q, &mut *tx, together, INSERT_RECIPIENTS_HEAD);
+                next_statement!(q, &mut *tx, INSERT_RECIPIENTS_HEAD);
                 q.push_values(rows, |mut row, (p, address)| {
                     row.push_bind(p.message.id.to_string())
                         .push_bind(p.message.environment_id.to_string())

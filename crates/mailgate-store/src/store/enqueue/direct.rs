@@ -12,6 +12,7 @@
 //! in SQLite's busy handler.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use mailgate_core::message::EnqueueOutcome;
@@ -61,13 +62,13 @@ const INSERT_RECIPIENT: &str = "INSERT INTO message_recipients \
 
 /// The suppressions of one environment in force at `?2` among the addresses of the JSON array
 /// `?3`: one statement text for any number of addresses, so it is prepared once.
-fn select_suppressed() -> String {
+static SELECT_SUPPRESSED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM suppressions WHERE environment_id = ?1 \
          AND (expires_at IS NULL OR expires_at > ?2) \
          AND address IN (SELECT value FROM json_each(?3))"
     )
-}
+});
 
 impl DirectWriter {
     pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
@@ -133,7 +134,7 @@ impl DirectWriter {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut found = Vec::new();
         {
-            let mut select = tx.prepare_cached(&select_suppressed())?;
+            let mut select = tx.prepare_cached(&SELECT_SUPPRESSED)?;
             for (env, addresses, at) in lookups(batch) {
                 for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
                     let list = serde_json::to_string(chunk)
