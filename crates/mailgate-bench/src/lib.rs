@@ -3,8 +3,10 @@
 //! - `floor-durable`: axum + JSON + one SQLite writer thread (WAL, `synchronous=FULL`) with
 //!   group commit, answering 202 only after the commit: the durable-accept floor;
 //! - `loadgen`: a small open- or closed-loop HTTP/1.1 load generator with latency percentiles
-//!   and a JSON report.
+//!   and a JSON report; it also posts signed provider webhooks (`webhooks`).
 #![forbid(unsafe_code)]
+
+pub mod webhooks;
 
 /// A ~1 KB send request body whose subject carries `run` and `seq`, so that every message is
 /// distinct (the mock provider can count them by subject).

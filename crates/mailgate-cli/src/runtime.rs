@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use mailgate_core::dispatcher::Dispatcher;
 use mailgate_core::feeds::{FeedConfig, FeedWorker};
+use mailgate_core::ingest::IngestService;
 use mailgate_core::reputation::ReputationGate;
 use mailgate_core::send::SendService;
-use mailgate_core::suppression::IngestService;
 use mailgate_core::{Clock, SystemClock};
 use mailgate_providers::outbound::HttpWebhookSink;
 

@@ -12,6 +12,7 @@ pub mod event;
 pub mod feeds;
 pub mod ids;
 pub mod inbound;
+pub mod ingest;
 pub mod limits;
 pub mod message;
 pub mod notify;

@@ -314,25 +314,46 @@ pub struct RecipientMessage {
     pub events: Vec<Event>,
 }
 
+/// What a provider event names its message by, within one environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchKey<'a> {
+    /// The environment the webhook came to.
+    pub env: EnvironmentId,
+    /// The provider's id for the message, as its send call returned it.
+    pub provider_message_id: Option<&'a str>,
+    /// mailgate's own id, from the provider's metadata.
+    pub message_id: Option<MessageId>,
+}
+
+/// The message a provider event matched: its id and its status when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedMessage {
+    /// The message.
+    pub id: MessageId,
+    /// Its status when matched.
+    pub status: MessageStatus,
+}
+
 /// Provider events coming in through webhooks.
 #[async_trait]
 pub trait InboundStore: Send + Sync {
-    /// The message a provider event is about: by the provider's message id (for that provider),
-    /// else by mailgate's own id, always within `env`.
-    async fn match_message(
+    /// The message each key is about, in the keys' order: by mailgate's own id (exact, and it
+    /// wins), else by the provider's message id (the newest such message); always within the
+    /// key's environment.
+    async fn match_messages(
         &self,
-        env: &EnvironmentId,
-        provider: &str,
-        provider_message_id: Option<&str>,
-        message_id: Option<&MessageId>,
-    ) -> Result<Option<MessageRecord>, StoreError>;
-    /// Records a provider event in one transaction: its deduplication row, its event, and the
-    /// status change; a duplicate changes nothing.
+        keys: &[MatchKey<'_>],
+    ) -> Result<Vec<Option<MatchedMessage>>, StoreError>;
+    /// Records a batch of provider events in one transaction: per event its deduplication row
+    /// and its log event, and the status changes of those recorded. A duplicate (an event
+    /// recorded before, or earlier in the batch) changes nothing. Several changes of one message
+    /// in a batch are applied as one, from the first `from` to the last `to`. Outcomes come in
+    /// the records' order.
     async fn record_inbound(
         &self,
-        record: &InboundRecord<'_>,
+        records: &[InboundRecord<'_>],
         now: Timestamp,
-    ) -> Result<RecordOutcome, StoreError>;
+    ) -> Result<Vec<RecordOutcome>, StoreError>;
     /// Soft bounces recorded for an address of `env` that occurred at or after `since`.
     async fn count_soft_bounces(
         &self,

@@ -1,16 +1,12 @@
-//! Suppression: addresses an environment no longer sends to, and the service that records
-//! provider events and suppresses what they call for.
+//! Suppression: addresses an environment no longer sends to, and when repeated soft bounces
+//! add one (`crate::ingest` records the provider events that suppress).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventType, NewEvent};
 use crate::ids::{EnvironmentId, EventId};
-use crate::inbound::{IngestSummary, ProviderEvent};
-use crate::store::{InboundRecord, InboundStore, RecordOutcome, StoreError, SuppressionStore};
-use crate::time::{Clock, Timestamp};
+use crate::time::Timestamp;
 
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,148 +100,5 @@ impl Default for SoftBouncePolicy {
             count: 3,
             window: Duration::from_secs(7 * 24 * 3600),
         }
-    }
-}
-
-/// Records authenticated provider events: deduplicates, matches them to messages, moves message
-/// statuses forward, and suppresses addresses after hard bounces, complaints and repeated soft
-/// bounces. Events that match no message are recorded without one.
-#[derive(Clone)]
-pub struct IngestService {
-    store: Arc<dyn InboundStore>,
-    suppressions: Arc<dyn SuppressionStore>,
-    clock: Arc<dyn Clock>,
-    policy: SoftBouncePolicy,
-}
-
-impl IngestService {
-    /// An ingest service with the given soft-bounce rule.
-    pub fn new(
-        store: Arc<dyn InboundStore>,
-        suppressions: Arc<dyn SuppressionStore>,
-        clock: Arc<dyn Clock>,
-        policy: SoftBouncePolicy,
-    ) -> Self {
-        Self {
-            store,
-            suppressions,
-            clock,
-            policy,
-        }
-    }
-
-    /// Records a batch of events of one environment; each is handled on its own.
-    #[tracing::instrument(skip_all, fields(environment.id = %env, events = events.len()))]
-    pub async fn ingest(
-        &self,
-        env: &EnvironmentId,
-        events: &[ProviderEvent],
-    ) -> Result<IngestSummary, StoreError> {
-        let mut summary = IngestSummary::default();
-        // A provider's own "accepted" events add nothing to the worker's `sent` event and would
-        // count the volume twice in reputation; they are acknowledged and skipped.
-        for event in events.iter().filter(|e| e.event_type != EventType::Sent) {
-            self.ingest_one(env, event, &mut summary).await?;
-        }
-        tracing::info!(
-            recorded = summary.recorded,
-            duplicates = summary.duplicates,
-            unmatched = summary.unmatched,
-            suppressed = summary.suppressed,
-            "provider events ingested"
-        );
-        Ok(summary)
-    }
-
-    async fn ingest_one(
-        &self,
-        env: &EnvironmentId,
-        event: &ProviderEvent,
-        summary: &mut IngestSummary,
-    ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let message = self
-            .store
-            .match_message(
-                env,
-                &event.provider,
-                event.provider_message_id.as_deref(),
-                event.message_id.as_ref(),
-            )
-            .await?;
-        let mut data = serde_json::json!({
-            "provider": event.provider,
-            "provider_event_id": event.provider_event_id,
-            "occurred_at": event.occurred_at.to_rfc3339(),
-            "detail": event.detail,
-        });
-        if let Some(b) = event.bounce_type {
-            data["bounce_type"] = b.as_str().into();
-        }
-        if let Some(pmid) = &event.provider_message_id {
-            data["provider_message_id"] = pmid.clone().into();
-        }
-        let new_event = NewEvent {
-            id: EventId::new(),
-            environment_id: *env,
-            message_id: message.as_ref().map(|m| m.id),
-            event_type: event.event_type,
-            created_at: now,
-            data,
-        };
-        let advance = message
-            .as_ref()
-            .and_then(|m| event.advance(m.status).map(|to| (m.status, to)));
-        let record = InboundRecord {
-            event,
-            new_event: &new_event,
-            advance,
-        };
-        if self.store.record_inbound(&record, now).await? == RecordOutcome::Duplicate {
-            summary.duplicates += 1;
-            return Ok(());
-        }
-        summary.recorded += 1;
-        if message.is_none() {
-            summary.unmatched += 1;
-        }
-        let Some(recipient) = &event.recipient else {
-            return Ok(());
-        };
-        let address = recipient.normalized();
-        let reason = if event.suppresses() {
-            Some(if event.event_type == EventType::Complained {
-                SuppressionReason::Complaint
-            } else {
-                SuppressionReason::HardBounce
-            })
-        } else if event.is_soft_bounce() && self.policy.count > 0 {
-            let since = now.minus(self.policy.window);
-            let n = self.store.count_soft_bounces(env, &address, since).await?;
-            (n >= u64::from(self.policy.count)).then_some(SuppressionReason::SoftBounces)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            let suppression = Suppression {
-                environment_id: *env,
-                address,
-                reason,
-                source_event_id: Some(new_event.id),
-                provider: Some(event.provider.clone()),
-                note: None,
-                created_at: now,
-                expires_at: None,
-            };
-            if self
-                .suppressions
-                .add_suppression(&suppression, false)
-                .await?
-            {
-                summary.suppressed += 1;
-                tracing::info!(reason = reason.as_str(), event.id = %new_event.id, "address suppressed");
-            }
-        }
-        Ok(())
     }
 }

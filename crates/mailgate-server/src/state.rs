@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailgate_core::ingest::IngestService;
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
-use mailgate_core::suppression::IngestService;
 use mailgate_core::Clock;
 use mailgate_providers::{ProviderRegistry, WebhookVerifier};
 

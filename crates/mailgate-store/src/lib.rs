@@ -77,6 +77,9 @@ pub enum OpenError {
 /// sqlx's default of 100 would keep evicting and re-preparing them.
 const STATEMENT_CACHE: usize = 512;
 
+/// The write connection's page cache, as SQLite's `cache_size` (negative: KiB).
+const WRITER_CACHE_KIB: &str = "-16384";
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -121,10 +124,13 @@ impl Database {
             let file = (!name.to_string_lossy().starts_with("file:")
                 && name != std::path::Path::new(":memory:"))
             .then(|| name.to_path_buf());
+            // The write connection keeps a larger page cache (16 MiB, filled only as used): its
+            // batches (completions, provider events) look up and insert index entries across
+            // the whole file, and each miss is a read from the OS.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
-                .connect_with(connect.clone())
+                .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB))
                 .await
                 .map_err(OpenError::Connect)?;
             let read = SqlitePoolOptions::new()

@@ -79,6 +79,7 @@ contract!(
     templates::organization_and_sandbox_reach_the_claim,
     templates::final_state_redacts_secrets,
     inbound::provider_events_dedupe_match_and_advance,
+    inbound::provider_event_batches,
     inbound::suppressions_crud,
     limits::a_bucket_allows_its_burst_then_waits,
     limits::stores_share_a_bucket(second),

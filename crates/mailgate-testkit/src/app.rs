@@ -12,13 +12,14 @@ use mailgate_core::apikey::{ApiKeyRecord, ApiKeySecret, KeyScope, NewApiKey};
 use mailgate_core::dispatcher::{Dispatcher, DispatcherConfig};
 use mailgate_core::environment::{EnvironmentName, DEFAULT_ENVIRONMENT};
 use mailgate_core::feeds::{FeedConfig, FeedWorker};
+use mailgate_core::ingest::IngestService;
 use mailgate_core::message::Limits;
 use mailgate_core::provider::ProviderResolver;
 use mailgate_core::reputation::ReputationGate;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_core::send::SendService;
 use mailgate_core::store::Storage;
-use mailgate_core::suppression::{IngestService, SoftBouncePolicy};
+use mailgate_core::suppression::SoftBouncePolicy;
 use mailgate_core::{ApiKeyId, Clock, SystemClock};
 use mailgate_providers::{
     BuildContext, ProviderConfig, ProviderRegistry, SecretKey, WebhookVerifier,

@@ -1,8 +1,11 @@
 //! A small HTTP/1.1 load generator: `--connections` keep-alive connections, closed loop (as fast
 //! as answers come) or open loop at `--rate` requests/s, where latency is measured from each
 //! request's intended start (no coordinated omission). Bodies are 1 KB send requests with a
-//! unique subject (`--body send`) or none (`--body none`, a GET). Prints one JSON report; with
-//! `--ids-out FILE` writes the `id` of every 2xx answer, one a line.
+//! unique subject (`--body send`), none (`--body none`, a GET), or provider webhooks about the
+//! messages listed in `--ids-in`: one Postmark `Delivery` record per request with `--basic`
+//! credentials (`--body postmark`), or signed SendGrid batches of `--batch` events
+//! (`--body sendgrid`; `--print-sendgrid-key` prints the key to configure). Prints one JSON
+//! report; with `--ids-out FILE` writes the `id` of every 2xx answer, one a line.
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -10,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -19,8 +24,16 @@ use hyper_util::rt::TokioIo;
 #[derive(Debug, Parser, Clone)]
 struct Args {
     /// Full URL, e.g. http://127.0.0.1:8080/v1/emails
-    #[arg(long)]
+    #[arg(
+        long,
+        required_unless_present = "print_sendgrid_key",
+        default_value = ""
+    )]
     url: String,
+    /// Prints the SendGrid webhook verification key (base64 DER) the `sendgrid` bodies are
+    /// signed for, and exits.
+    #[arg(long)]
+    print_sendgrid_key: bool,
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Measured seconds (after the warm-up).
@@ -38,9 +51,18 @@ struct Args {
     /// Bearer token.
     #[arg(long)]
     auth: Option<String>,
-    /// send (POST a 1 KB send request) or none (GET).
+    /// send (POST a 1 KB send request), none (GET), postmark or sendgrid (webhooks).
     #[arg(long, default_value = "send")]
     body: String,
+    /// Events per SendGrid webhook request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Message ids the webhook events are about, one a line (an `--ids-out` file).
+    #[arg(long)]
+    ids_in: Option<std::path::PathBuf>,
+    /// HTTP Basic credentials `user:password` (Postmark webhooks).
+    #[arg(long)]
+    basic: Option<String>,
     /// Distinguishes this run's subjects from other runs'.
     #[arg(long, default_value = "run")]
     run_id: String,
@@ -62,6 +84,8 @@ struct Tally {
 
 struct Shared {
     args: Args,
+    message_ids: Vec<String>,
+    signer: mailgate_bench::webhooks::SendgridSigner,
     host: String,
     path: String,
     addr: String,
@@ -137,17 +161,14 @@ async fn worker(s: Arc<Shared>) -> Tally {
         if let Some(a) = &s.args.auth {
             req = req.header("authorization", format!("Bearer {a}"));
         }
-        let req = if s.args.body == "none" {
-            req.method("GET").body(Full::new(Bytes::new()))
-        } else {
-            req.method("POST")
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(mailgate_bench::send_body(
-                    &s.args.run_id,
-                    seq,
-                ))))
-        }
-        .expect("valid request");
+        let req = match build_request(&s, req, seq) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                s.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        };
         let outcome = async {
             sd.ready().await?;
             let resp = sd.send_request(req).await?;
@@ -187,6 +208,62 @@ async fn worker(s: Arc<Shared>) -> Tally {
     t
 }
 
+/// The request `seq` of this run, as `--body` says.
+fn build_request(
+    s: &Shared,
+    req: hyper::http::request::Builder,
+    seq: u64,
+) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
+    use mailgate_bench::webhooks;
+    let id = |i: u64| {
+        let ids = &s.message_ids;
+        ids[(i % ids.len().max(1) as u64) as usize].clone()
+    };
+    let json = |r: hyper::http::request::Builder| {
+        r.method("POST").header("content-type", "application/json")
+    };
+    let run = &s.args.run_id;
+    Ok(match s.args.body.as_str() {
+        "none" => req.method("GET").body(Full::new(Bytes::new()))?,
+        "send" => json(req).body(Full::new(Bytes::from(mailgate_bench::send_body(run, seq))))?,
+        "postmark" => {
+            let basic = s.args.basic.as_deref().unwrap_or_default();
+            json(req)
+                .header("authorization", format!("Basic {}", BASE64.encode(basic)))
+                .body(Full::new(Bytes::from(webhooks::postmark_delivery(
+                    run,
+                    seq,
+                    &id(seq),
+                ))))?
+        }
+        "sendgrid" => {
+            let n = s.args.batch.max(1);
+            let first = seq * n as u64;
+            let body = webhooks::sendgrid_batch(run, seq, n, |i| id(first + i as u64));
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+                .to_string();
+            json(req)
+                .header("x-twilio-email-event-webhook-timestamp", &ts)
+                .header(
+                    "x-twilio-email-event-webhook-signature",
+                    s.signer.sign(&ts, body.as_bytes()),
+                )
+                .body(Full::new(Bytes::from(body)))?
+        }
+        other => anyhow::bail!("unknown --body {other}"),
+    })
+}
+
+/// Events per request of this `--body`.
+fn events_per_request(args: &Args) -> u64 {
+    match args.body.as_str() {
+        "sendgrid" => args.batch.max(1) as u64,
+        _ => 1,
+    }
+}
+
 fn pct(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -197,6 +274,25 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let signer = mailgate_bench::webhooks::SendgridSigner::default();
+    if args.print_sendgrid_key {
+        println!("{}", signer.public_key_b64());
+        return Ok(());
+    }
+    let message_ids: Vec<String> = match &args.ids_in {
+        Some(p) => std::fs::read_to_string(p)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    if matches!(args.body.as_str(), "postmark" | "sendgrid") && message_ids.is_empty() {
+        anyhow::bail!(
+            "--body {} needs --ids-in with at least one message id",
+            args.body
+        );
+    }
     let (host, path) = parse_url(&args.url)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -215,6 +311,8 @@ fn main() -> anyhow::Result<()> {
             measure_from,
             measure_until: measure_from + Duration::from_secs_f64(args.duration),
             args: args.clone(),
+            message_ids,
+            signer,
         });
         let tasks: Vec<_> = (0..args.connections)
             .map(|_| tokio::spawn(worker(Arc::clone(&shared))))
@@ -254,6 +352,7 @@ fn main() -> anyhow::Result<()> {
             "non2xx": all.non2xx,
             "errors": all.errors,
             "rps": all.ok as f64 / elapsed.max(1e-9),
+            "events_per_s": (all.ok * events_per_request(&args)) as f64 / elapsed.max(1e-9),
             "latency_ms": {
                 "p50": pct(l, 0.50), "p90": pct(l, 0.90), "p99": pct(l, 0.99),
                 "p999": pct(l, 0.999), "max": pct(l, 1.0)

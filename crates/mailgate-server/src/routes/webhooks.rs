@@ -67,7 +67,7 @@ async fn receive(
         })?;
     match outcome {
         WebhookOutcome::Events(events) => {
-            let summary = state.ingest.ingest(&env.id, &events).await?;
+            let summary = state.ingest.ingest(&env.id, events).await?;
             Ok((StatusCode::OK, Json(json!(summary))))
         }
         WebhookOutcome::SubscriptionConfirmed => {

@@ -1,4 +1,5 @@
-//! `EventStore`: filtered, cursor-paginated reads of the event log.
+//! `EventStore`: filtered, cursor-paginated reads of the event log; and how the batch writers
+//! (completions, provider events) append to it.
 
 use mailgate_core::event::{Event, EventQuery};
 use mailgate_core::store::{EventStore, StoreError};
@@ -6,8 +7,46 @@ use sqlx::QueryBuilder;
 
 use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::with_pool;
+use crate::pools::{with_pool, Pools};
 use crate::rows::EventRow;
+
+/// The rows a backend reads a JSON array parameter (`$1`) as, each element as `j.value`.
+pub(super) fn json_rows(pools: &Pools) -> &'static str {
+    match pools {
+        Pools::Sqlite { .. } => "json_each($1) AS j",
+        Pools::Postgres(_) => "jsonb_array_elements($1::jsonb) AS j(value)",
+    }
+}
+
+/// Rows per multi-row `INSERT … VALUES` of the batch writers: full chunks reuse one prepared
+/// statement; the remainder's is prepared for the occasion.
+pub(crate) const VALUES_CHUNK: usize = 128;
+
+/// Appends events (`&[&NewEvent]`) in their order, on a transaction, by multi-row `VALUES`:
+/// cheaper than reading them out of a JSON parameter, whose every field SQLite parses again.
+macro_rules! append_events {
+    ($tx:expr, $events:expr) => {{
+        let events: &[&mailgate_core::event::NewEvent] = $events;
+        for chunk in events.chunks($crate::store::events::VALUES_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO events (id, environment_id, message_id, type, created_at, data) ",
+            );
+            qb.push_values(chunk, |mut row, e| {
+                row.push_bind(e.id.to_string())
+                    .push_bind(e.environment_id.to_string())
+                    .push_bind(e.message_id.map(|m| m.to_string()))
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(e.created_at.0)
+                    .push_bind(e.data.to_string());
+            });
+            qb.build()
+                .persistent(chunk.len() == $crate::store::events::VALUES_CHUNK)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use append_events;
 
 #[async_trait::async_trait]
 impl EventStore for SqlStore {

@@ -1,111 +1,315 @@
 //! `InboundStore`: provider events from webhooks (deduplicated by provider event id), matched to
-//! messages, moving their status forward; and the recipient view.
+//! messages, moving their status forward, a batch per statement; and the recipient view.
 
-use mailgate_core::event::{Event, EventQuery};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use mailgate_core::event::{Event, EventQuery, NewEvent};
 use mailgate_core::ids::{EnvironmentId, MessageId};
-use mailgate_core::message::MessageRecord;
+use mailgate_core::message::MessageStatus;
 use mailgate_core::store::{
-    EventStore, InboundRecord, InboundStore, RecipientMessage, RecordOutcome, StoreError,
+    EventStore, InboundRecord, InboundStore, MatchKey, MatchedMessage, RecipientMessage,
+    RecordOutcome, StoreError,
 };
 use mailgate_core::Timestamp;
 
-use super::{insert_event, SqlStore};
+use super::events::{append_events, json_rows, VALUES_CHUNK};
+use super::SqlStore;
 use crate::error::db_error;
-use crate::pools::{with_pool, with_writer, BeginWrite};
+use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{MessageRow, MESSAGE_COLUMNS};
 
-const INSERT_PROVIDER_EVENT: &str = "INSERT INTO provider_events (environment_id, provider, \
-     provider_event_id, event_id, message_id, type, bounce_type, address, occurred_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-     ON CONFLICT (environment_id, provider, provider_event_id) DO NOTHING";
+/// Inserts provider events (`&[InboundRecord]`) by multi-row `VALUES`, skipping those recorded
+/// before (or earlier in the batch); evaluates to how many it inserted.
+macro_rules! insert_provider_events {
+    ($tx:expr, $records:expr) => {{
+        let records: &[InboundRecord<'_>] = $records;
+        let mut inserted = 0u64;
+        for chunk in records.chunks(VALUES_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO provider_events (environment_id, provider, provider_event_id, \
+                 event_id, message_id, type, bounce_type, address, occurred_at) ",
+            );
+            qb.push_values(chunk, |mut row, r| {
+                let (e, ev) = (r.event, r.new_event);
+                row.push_bind(ev.environment_id.to_string())
+                    .push_bind(e.provider.as_str())
+                    .push_bind(e.provider_event_id.as_str())
+                    .push_bind(ev.id.to_string())
+                    .push_bind(ev.message_id.map(|m| m.to_string()))
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(e.bounce_type.map(|b| b.as_str()))
+                    .push_bind(e.recipient.as_ref().map(|a| a.normalized()))
+                    .push_bind(e.occurred_at.0);
+            });
+            qb.push(" ON CONFLICT (environment_id, provider, provider_event_id) DO NOTHING");
+            inserted += qb
+                .build()
+                .persistent(chunk.len() == VALUES_CHUNK)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        }
+        inserted
+    }};
+}
 
-const ADVANCE: &str =
-    "UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4";
+/// After `insert_provider_events!` in the same transaction, when it skipped some: the log event
+/// id now stored for each provider event of the JSON array `$1` (see `provider_event_keys`), as
+/// one JSON array. A record whose own id is there was
+/// inserted; any other was there before, or came first from another transaction (whose commit
+/// the insert waited for), or earlier in the array.
+fn stored_event_ids_sql(pools: &Pools) -> String {
+    format!(
+        "SELECT {} FROM {} JOIN provider_events AS p \
+             ON p.environment_id = j.value ->> 'environment_id' \
+             AND p.provider = j.value ->> 'provider' \
+             AND p.provider_event_id = j.value ->> 'provider_event_id'",
+        json_agg(pools, "p.event_id"),
+        json_rows(pools)
+    )
+}
 
-impl SqlStore {
-    async fn message_where(
-        &self,
-        clause: &str,
-        env: &EnvironmentId,
-        value: &str,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE environment_id = $1 AND {clause} \
-             ORDER BY created_at DESC LIMIT 1"
-        );
-        let row: Option<MessageRow> = with_pool!(&self.pools, pool => {
-            sqlx::query_as(&sql).bind(env.to_string()).bind(value).fetch_optional(pool).await
-        })
-        .map_err(db_error)?;
-        row.map(MessageRow::into_domain).transpose()
+/// The aggregate that folds a query's rows into one JSON array text, so that a batch's answer
+/// is one row: sqlx's SQLite worker hands each result row to the caller's thread on its own.
+fn json_agg(pools: &Pools, expr: &str) -> String {
+    match pools {
+        Pools::Sqlite { .. } => format!("json_group_array({expr})"),
+        Pools::Postgres(_) => format!("COALESCE(json_agg({expr}), '[]')::text"),
     }
+}
+
+/// Moves each message of a JSON array (`$1`: `id`, `from`, `to`) to `to` if it is still `from`,
+/// at `$2`.
+fn advance_sql(pools: &Pools) -> String {
+    format!(
+        "UPDATE messages SET status = j.value ->> 'to', updated_at = $2 FROM {} \
+         WHERE messages.id = j.value ->> 'id' AND messages.status = j.value ->> 'from'",
+        json_rows(pools)
+    )
+}
+
+/// Messages by id, from a JSON array of ids (`$1`).
+fn messages_by_id_sql(pools: &Pools) -> String {
+    let ids = match pools {
+        Pools::Sqlite { .. } => "SELECT value FROM json_each($1)",
+        Pools::Postgres(_) => "SELECT jsonb_array_elements_text($1::jsonb)",
+    };
+    format!(
+        "SELECT {} FROM messages WHERE id IN ({ids})",
+        json_agg(pools, &json_array(pools, "id, environment_id, status"))
+    )
+}
+
+/// Messages by (environment, provider message id), from a JSON array (`$1`: `e`, `p`), newest
+/// first within a pair.
+fn messages_by_provider_id_sql(pools: &Pools) -> String {
+    format!(
+        "SELECT {} FROM (SELECT id, environment_id, provider_message_id, status FROM messages \
+             WHERE provider_message_id IS NOT NULL AND (environment_id, provider_message_id) IN \
+                 (SELECT j.value ->> 'e', j.value ->> 'p' FROM {}) \
+             ORDER BY created_at DESC) AS m",
+        json_agg(
+            pools,
+            &json_array(
+                pools,
+                "m.id, m.environment_id, m.provider_message_id, m.status"
+            )
+        ),
+        json_rows(pools)
+    )
+}
+
+/// A JSON array of the columns `cols`.
+fn json_array(pools: &Pools, cols: &str) -> String {
+    match pools {
+        Pools::Sqlite { .. } => format!("json_array({cols})"),
+        Pools::Postgres(_) => format!("json_build_array({cols})"),
+    }
+}
+
+/// Decodes the one-row JSON answer of an aggregated query.
+fn decode<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("aggregated rows: {e}")))
+}
+
+/// The records' deduplication keys as the JSON array `stored_event_ids_sql` reads.
+fn provider_event_keys(records: &[InboundRecord<'_>]) -> String {
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "environment_id": r.new_event.environment_id.to_string(),
+                "provider": r.event.provider,
+                "provider_event_id": r.event.provider_event_id,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// The status changes of the recorded records as the JSON array `advance_sql` reads: one per
+/// message, from the first change's `from` to the last one's `to`.
+fn advance_rows(records: &[InboundRecord<'_>], recorded: &HashSet<String>) -> Option<String> {
+    let mut changes: Vec<(MessageId, MessageStatus, MessageStatus)> = Vec::new();
+    for r in records {
+        let (Some((from, to)), Some(id)) = (r.advance, r.new_event.message_id) else {
+            continue;
+        };
+        if !recorded.contains(&r.new_event.id.to_string()) {
+            continue;
+        }
+        match changes.iter_mut().find(|(m, _, _)| *m == id) {
+            Some(change) => change.2 = to,
+            None => changes.push((id, from, to)),
+        }
+    }
+    (!changes.is_empty()).then(|| {
+        let rows: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|(id, from, to)| {
+                serde_json::json!({"id": id.to_string(), "from": from.as_str(), "to": to.as_str()})
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    })
+}
+
+fn parse_id(id: &str) -> Result<MessageId, StoreError> {
+    id.parse()
+        .map_err(|_| StoreError::Corrupt(format!("message id {id:?}")))
+}
+
+fn parse_status(status: &str) -> Result<MessageStatus, StoreError> {
+    MessageStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))
 }
 
 #[async_trait::async_trait]
 impl InboundStore for SqlStore {
-    async fn match_message(
+    async fn match_messages(
         &self,
-        env: &EnvironmentId,
-        provider: &str,
-        provider_message_id: Option<&str>,
-        message_id: Option<&MessageId>,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        // mailgate's own id (from the provider's metadata) is exact and wins; the provider's id
-        // is the fallback for events that carry no metadata (SES identity notifications).
-        if let Some(id) = message_id {
-            if let Some(m) = self.message_where("id = $2", env, &id.to_string()).await? {
-                return Ok(Some(m));
+        keys: &[MatchKey<'_>],
+    ) -> Result<Vec<Option<MatchedMessage>>, StoreError> {
+        let mut out = vec![None; keys.len()];
+        // mailgate's own id (from the provider's metadata) is exact and wins.
+        let ids: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.message_id.map(|m| m.to_string()))
+            .collect();
+        if !ids.is_empty() {
+            let sql = messages_by_id_sql(&self.pools);
+            let json = serde_json::Value::from(ids).to_string();
+            let rows: String = with_pool!(&self.pools, pool => {
+                sqlx::query_scalar(&sql).bind(&json).fetch_one(pool).await
+            })
+            .map_err(db_error)?;
+            let rows: Vec<(String, String, String)> = decode(&rows)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for (id, env, status) in rows {
+                found.insert(id, (env, parse_status(&status)?));
+            }
+            for (key, slot) in keys.iter().zip(out.iter_mut()) {
+                let Some(id) = key.message_id else { continue };
+                if let Some((env, status)) = found.get(&id.to_string()) {
+                    if *env == key.env.to_string() {
+                        *slot = Some(MatchedMessage {
+                            id,
+                            status: *status,
+                        });
+                    }
+                }
             }
         }
-        let Some(pmid) = provider_message_id.filter(|p| !p.is_empty()) else {
-            return Ok(None);
-        };
-        let _ = provider; // Provider message ids are unique enough within one environment.
-        self.message_where("provider_message_id = $2", env, pmid)
-            .await
+        // The provider's id is the fallback, for events that carry no metadata (SES identity
+        // notifications) or name a message of another environment.
+        let pairs: Vec<serde_json::Value> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, slot)| slot.is_none())
+            .filter_map(|(k, _)| {
+                let p = k.provider_message_id.filter(|p| !p.is_empty())?;
+                Some(serde_json::json!({"e": k.env.to_string(), "p": p}))
+            })
+            .collect();
+        if !pairs.is_empty() {
+            let sql = messages_by_provider_id_sql(&self.pools);
+            let json = serde_json::Value::Array(pairs).to_string();
+            let rows: String = with_pool!(&self.pools, pool => {
+                sqlx::query_scalar(&sql).bind(&json).fetch_one(pool).await
+            })
+            .map_err(db_error)?;
+            let rows: Vec<(String, String, String, String)> = decode(&rows)?;
+            // Newest first: the first row of a pair is the one it matches.
+            let mut found: HashMap<(String, String), MatchedMessage> = HashMap::new();
+            for (id, env, pmid, status) in rows {
+                if let Entry::Vacant(v) = found.entry((env, pmid)) {
+                    v.insert(MatchedMessage {
+                        id: parse_id(&id)?,
+                        status: parse_status(&status)?,
+                    });
+                }
+            }
+            for (key, slot) in keys.iter().zip(out.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(p) = key.provider_message_id {
+                    *slot = found.get(&(key.env.to_string(), p.to_owned())).copied();
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn record_inbound(
         &self,
-        record: &InboundRecord<'_>,
+        records: &[InboundRecord<'_>],
         now: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
-        let e = record.event;
-        let ev = record.new_event;
-        with_writer!(&self.pools, pool => async {
+    ) -> Result<Vec<RecordOutcome>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = stored_event_ids_sql(&self.pools);
+        let advance = advance_sql(&self.pools);
+        let recorded = with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
-            let inserted = sqlx::query(INSERT_PROVIDER_EVENT)
-                .bind(ev.environment_id.to_string())
-                .bind(&e.provider)
-                .bind(&e.provider_event_id)
-                .bind(ev.id.to_string())
-                .bind(ev.message_id.map(|m| m.to_string()))
-                .bind(e.event_type.as_str())
-                .bind(e.bounce_type.map(|b| b.as_str()))
-                .bind(e.recipient.as_ref().map(|r| r.normalized()))
-                .bind(e.occurred_at.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                return Ok::<_, sqlx::Error>(RecordOutcome::Duplicate);
+            let inserted = insert_provider_events!(tx, records);
+            // Usually every event is new; only when some were skipped does it ask which.
+            let recorded: HashSet<String> = if inserted == records.len() as u64 {
+                records.iter().map(|r| r.new_event.id.to_string()).collect()
+            } else {
+                let keys = provider_event_keys(records);
+                let stored: String =
+                    sqlx::query_scalar(&stored).bind(&keys).fetch_one(&mut *tx).await?;
+                serde_json::from_str::<Vec<String>>(&stored)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+                    .into_iter()
+                    .collect()
+            };
+            if let Some(changes) = advance_rows(records, &recorded) {
+                sqlx::query(&advance).bind(changes).bind(now.0).execute(&mut *tx).await?;
             }
-            insert_event!(&mut *tx, ev)?;
-            if let (Some((from, to)), Some(id)) = (record.advance, ev.message_id) {
-                sqlx::query(ADVANCE)
-                    .bind(to.as_str())
-                    .bind(now.0)
-                    .bind(id.to_string())
-                    .bind(from.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let events: Vec<&NewEvent> = records
+                .iter()
+                .map(|r| r.new_event)
+                .filter(|e| recorded.contains(&e.id.to_string()))
+                .collect();
+            append_events!(tx, &events);
             tx.commit().await?;
-            Ok(RecordOutcome::Recorded)
+            Ok::<_, sqlx::Error>(recorded)
         }
         .await)
-        .map_err(db_error)
+        .map_err(db_error)?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                if recorded.contains(&r.new_event.id.to_string()) {
+                    RecordOutcome::Recorded
+                } else {
+                    RecordOutcome::Duplicate
+                }
+            })
+            .collect())
     }
 
     async fn count_soft_bounces(

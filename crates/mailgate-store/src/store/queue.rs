@@ -8,6 +8,7 @@ use mailgate_core::message::{ClaimedMessage, MessageStatus};
 use mailgate_core::store::{Completion, QueueStore, StoreError};
 use mailgate_core::Timestamp;
 
+use super::events::{append_events, json_rows};
 use super::SqlStore;
 use crate::error::db_error;
 use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
@@ -57,14 +58,6 @@ fn sqlite_claim_sql() -> String {
     )
 }
 
-/// The rows a backend reads a JSON array parameter (`$1`) as, each element as `j.value`.
-fn json_rows(pools: &Pools) -> &'static str {
-    match pools {
-        Pools::Sqlite { .. } => "json_each($1) AS j",
-        Pools::Postgres(_) => "jsonb_array_elements($1::jsonb) AS j(value)",
-    }
-}
-
 /// Applies a batch of completions given as a JSON array (`$1`, see `completion_rows`), each
 /// fenced by its lease token, at `$2`; returns the id and secrets of each message it changed.
 /// One statement for the whole batch: per completion, SQLite paid a round trip to its
@@ -84,22 +77,6 @@ fn complete_sql(pools: &Pools) -> String {
     )
 }
 
-/// Appends the events of a JSON array (`$1`, see `event_rows`) in the array's order.
-fn insert_events_sql(pools: &Pools) -> String {
-    let ordered = match pools {
-        Pools::Sqlite { .. } => "json_each($1) AS j ORDER BY j.key",
-        Pools::Postgres(_) => {
-            "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j(value, key) ORDER BY j.key"
-        }
-    };
-    format!(
-        "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
-         SELECT j.value ->> 'id', j.value ->> 'environment_id', j.value ->> 'message_id', \
-             j.value ->> 'type', CAST(j.value ->> 'created_at' AS BIGINT), j.value ->> 'data' \
-         FROM {ordered}"
-    )
-}
-
 /// The completions as the JSON array `complete_sql` reads.
 fn completion_rows(completions: &[Completion]) -> String {
     let rows: Vec<serde_json::Value> = completions
@@ -113,24 +90,6 @@ fn completion_rows(completions: &[Completion]) -> String {
                 "provider": c.provider,
                 "provider_message_id": c.provider_message_id,
                 "last_error": c.last_error,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-/// Events as the JSON array `insert_events_sql` reads.
-fn event_rows(events: &[&NewEvent]) -> String {
-    let rows: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "id": e.id.to_string(),
-                "environment_id": e.environment_id.to_string(),
-                "message_id": e.message_id.map(|m| m.to_string()),
-                "type": e.event_type.as_str(),
-                "created_at": e.created_at.0,
-                "data": e.data.to_string(),
             })
         })
         .collect();
@@ -220,7 +179,6 @@ impl QueueStore for SqlStore {
             .map(|c| (c.message_id.to_string(), c.status))
             .collect();
         let update = complete_sql(&self.pools);
-        let insert = insert_events_sql(&self.pools);
         let rows = completion_rows(completions);
         with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
@@ -247,8 +205,7 @@ impl QueueStore for SqlStore {
                 }
             }
             if !events.is_empty() {
-                let events = event_rows(&events);
-                sqlx::query(&insert).bind(events).execute(&mut *tx).await?;
+                append_events!(tx, &events);
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(applied.len())

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use mailgate_core::address::EmailAddress;
 use mailgate_core::event::{EventType, NewEvent};
+use mailgate_core::ids::MessageId;
 use mailgate_core::inbound::{BounceType, ProviderEvent};
 use mailgate_core::message::MessageStatus;
-use mailgate_core::store::{InboundRecord, RecordOutcome};
+use mailgate_core::store::{InboundRecord, MatchKey, RecordOutcome};
 use mailgate_core::suppression::{Suppression, SuppressionQuery, SuppressionReason};
 use mailgate_core::EventId;
 use mailgate_store::Database;
@@ -51,27 +52,32 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
     done.provider_message_id = Some("pm-1".into());
     s.complete(&[done], at(100)).await.unwrap();
 
-    // Matched by the provider id, or by mailgate's id; never across environments.
-    let found = s
-        .match_message(&env.id, "ses", Some("pm-1"), None)
-        .await
-        .unwrap();
-    assert_eq!(found.map(|m| m.id), Some(id));
-    let found = s
-        .match_message(&env.id, "ses", Some("nope"), Some(&id))
-        .await
-        .unwrap();
-    assert_eq!(found.map(|m| m.id), Some(id));
-    assert!(s
-        .match_message(&other.id, "ses", Some("pm-1"), Some(&id))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(s
-        .match_message(&env.id, "ses", None, None)
+    // Matched by the provider id, or by mailgate's id; never across environments; in the
+    // keys' order.
+    let key = |env: &mailgate_core::ids::EnvironmentId, pmid, id| MatchKey {
+        env: *env,
+        provider_message_id: pmid,
+        message_id: id,
+    };
+    let found: Vec<Option<MessageId>> = s
+        .match_messages(&[
+            key(&env.id, Some("pm-1"), None),
+            key(&env.id, Some("nope"), Some(id)),
+            key(&other.id, Some("pm-1"), Some(id)),
+            key(&env.id, None, None),
+            key(&env.id, Some("nope"), None),
+        ])
         .await
         .unwrap()
-        .is_none());
+        .into_iter()
+        .map(|m| m.map(|m| m.id))
+        .collect();
+    assert_eq!(found, vec![Some(id), Some(id), None, None, None]);
+    let matched = s
+        .match_messages(&[key(&env.id, None, Some(id))])
+        .await
+        .unwrap();
+    assert_eq!(matched[0].map(|m| m.status), Some(MessageStatus::Sent));
 
     let e = provider_event("sns-1", EventType::Delivered, None, "a@example.com", 300);
     let log = NewEvent::for_message(
@@ -87,8 +93,8 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
         advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
     };
     assert_eq!(
-        s.record_inbound(&record, at(300)).await.unwrap(),
-        RecordOutcome::Recorded
+        s.record_inbound(&[record], at(300)).await.unwrap(),
+        vec![RecordOutcome::Recorded]
     );
     assert_eq!(
         s.get_message(None, &id).await.unwrap().unwrap().status,
@@ -105,8 +111,8 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
         advance: None,
     };
     assert_eq!(
-        s.record_inbound(&record, at(301)).await.unwrap(),
-        RecordOutcome::Duplicate
+        s.record_inbound(&[record], at(301)).await.unwrap(),
+        vec![RecordOutcome::Duplicate]
     );
     let events = s
         .list_events(&mailgate_core::event::EventQuery {
@@ -135,8 +141,8 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
         advance: None,
     };
     assert_eq!(
-        s.record_inbound(&record, at(302)).await.unwrap(),
-        RecordOutcome::Recorded
+        s.record_inbound(&[record], at(302)).await.unwrap(),
+        vec![RecordOutcome::Recorded]
     );
     // An advance from a status the message no longer has is not applied.
     let late = provider_event("sns-2", EventType::Delivered, None, "a@example.com", 400);
@@ -152,39 +158,45 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
         new_event: &log2,
         advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
     };
-    s.record_inbound(&record, at(400)).await.unwrap();
+    s.record_inbound(&[record], at(400)).await.unwrap();
     assert_eq!(
         s.get_message(None, &id).await.unwrap().unwrap().status,
         MessageStatus::Delivered
     );
 
-    // Soft bounces are counted per address and window.
-    for (n, ms) in [("s1", 1_000), ("s2", 2_000), ("s3", 3_000)] {
-        let soft = provider_event(
-            n,
-            EventType::Bounced,
-            Some(BounceType::Soft),
-            "B@Example.com",
-            ms,
-        );
-        let log = NewEvent::for_message(
-            env.id,
-            id,
-            EventType::Bounced,
-            at(ms),
-            serde_json::json!({}),
-        );
-        s.record_inbound(
-            &InboundRecord {
-                event: &soft,
-                new_event: &log,
-                advance: None,
-            },
-            at(ms),
-        )
-        .await
-        .unwrap();
-    }
+    // Soft bounces are counted per address and window (recorded as one batch).
+    let softs: Vec<(ProviderEvent, NewEvent)> = [("s1", 1_000), ("s2", 2_000), ("s3", 3_000)]
+        .into_iter()
+        .map(|(n, ms)| {
+            let soft = provider_event(
+                n,
+                EventType::Bounced,
+                Some(BounceType::Soft),
+                "B@Example.com",
+                ms,
+            );
+            let log = NewEvent::for_message(
+                env.id,
+                id,
+                EventType::Bounced,
+                at(ms),
+                serde_json::json!({}),
+            );
+            (soft, log)
+        })
+        .collect();
+    let records: Vec<InboundRecord<'_>> = softs
+        .iter()
+        .map(|(event, new_event)| InboundRecord {
+            event,
+            new_event,
+            advance: None,
+        })
+        .collect();
+    assert_eq!(
+        s.record_inbound(&records, at(3_000)).await.unwrap(),
+        vec![RecordOutcome::Recorded; 3]
+    );
     assert_eq!(
         s.count_soft_bounces(&env.id, "b@example.com", at(0))
             .await
@@ -238,6 +250,119 @@ fn suppression(
         created_at: at(ms),
         expires_at: None,
     }
+}
+
+/// A batch: several status changes of one message apply as one (first `from`, last `to`); an
+/// event twice in a batch is recorded once; a duplicate's change is not applied; the provider's
+/// id matches the newest message carrying it.
+pub async fn provider_event_batches(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let mut sent = Vec::new();
+    for (n, pmid) in [(0, "pm-a"), (10, "pm-b"), (20, "pm-b")] {
+        let m = message(&env.id, at(n));
+        s.enqueue(m.clone()).await.unwrap();
+        let claimed = s
+            .claim(1, at(n), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        let mut done = completion(&claimed, MessageStatus::Sent);
+        done.provider_message_id = Some(pmid.into());
+        s.complete(&[done], at(n + 1)).await.unwrap();
+        sent.push(m.id);
+    }
+    let (a, b_new) = (sent[0], sent[2]);
+    let matched = s
+        .match_messages(&[MatchKey {
+            env: env.id,
+            provider_message_id: Some("pm-b"),
+            message_id: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(matched[0].map(|m| m.id), Some(b_new));
+
+    let ev = |pid: &str, t, bounce| provider_event(pid, t, bounce, "a@example.com", 500);
+    let delivered = ev("d-1", EventType::Delivered, None);
+    let bounced = ev("b-1", EventType::Bounced, Some(BounceType::Hard));
+    let log = |t| NewEvent::for_message(env.id, a, t, at(500), serde_json::json!({}));
+    let logs = [
+        log(EventType::Delivered),
+        log(EventType::Bounced),
+        log(EventType::Delivered),
+    ];
+    let records = [
+        InboundRecord {
+            event: &delivered,
+            new_event: &logs[0],
+            advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
+        },
+        InboundRecord {
+            event: &bounced,
+            new_event: &logs[1],
+            advance: Some((MessageStatus::Delivered, MessageStatus::Bounced)),
+        },
+        // The first event again, in the same batch.
+        InboundRecord {
+            event: &delivered,
+            new_event: &logs[2],
+            advance: None,
+        },
+    ];
+    assert_eq!(
+        s.record_inbound(&records, at(500)).await.unwrap(),
+        vec![
+            RecordOutcome::Recorded,
+            RecordOutcome::Recorded,
+            RecordOutcome::Duplicate
+        ]
+    );
+    assert_eq!(
+        s.get_message(None, &a).await.unwrap().unwrap().status,
+        MessageStatus::Bounced
+    );
+    let logged = s
+        .list_events(&mailgate_core::event::EventQuery {
+            message_id: Some(a),
+            ..query()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<EventId> = logged
+        .iter()
+        .filter(|e| matches!(e.event_type, EventType::Delivered | EventType::Bounced))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![logs[0].id, logs[1].id],
+        "in the batch's order, once each"
+    );
+
+    // A duplicate's status change is not applied, even when it would move the message.
+    let other = sent[1];
+    let log_other = NewEvent::for_message(
+        env.id,
+        other,
+        EventType::Delivered,
+        at(600),
+        serde_json::json!({}),
+    );
+    let dup = InboundRecord {
+        event: &delivered,
+        new_event: &log_other,
+        advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
+    };
+    assert_eq!(
+        s.record_inbound(&[dup], at(600)).await.unwrap(),
+        vec![RecordOutcome::Duplicate]
+    );
+    assert_eq!(
+        s.get_message(None, &other).await.unwrap().unwrap().status,
+        MessageStatus::Sent
+    );
+    assert_eq!(s.record_inbound(&[], at(600)).await.unwrap(), vec![]);
 }
 
 pub async fn suppressions_crud(db: Database) {
