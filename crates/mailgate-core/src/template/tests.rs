@@ -63,6 +63,49 @@ fn fuel_runs_out() {
     assert_eq!(e.code, "template_too_expensive");
 }
 
+/// Renders `text` on a thread of its own and gives up after 20 s, so that a regression fails
+/// the test instead of hanging the suite.
+fn render_text_within_deadline(text: &str) -> Result<Option<String>, FieldError> {
+    let t = tpl("x", "<p>x</p>", text);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(t.render(&Map::new()).map(|r| r.text));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the render did not finish: a repetition ran unbounded")
+}
+
+/// The fuzzer's hang (vendor/README.md): repeating an empty sequence stepped through every
+/// repetition inside one instruction, where fuel is not counted.
+#[test]
+fn repeated_sequences_are_bounded() {
+    let huge = "5555555555555555555";
+    assert_eq!(
+        render_text_within_deadline(&format!("{{{{ [] * {huge} }}}}")).unwrap(),
+        Some("[]".into())
+    );
+    assert_eq!(
+        render_text_within_deadline(&format!(
+            "{{% for x in ([] * {huge}) * 5 * 4 %}}.{{% endfor %}}|{{{{ ([] * {huge}) | length }}}}"
+        ))
+        .unwrap(),
+        Some("|0".into())
+    );
+    // Non-empty repetitions are bounded by their item count, nested ones too.
+    for text in [
+        format!("{{{{ [1] * {huge} }}}}"),
+        "{{ ([1, 2] * 100000) * 100000 }}".to_owned(),
+    ] {
+        let e = render_text_within_deadline(&text).unwrap_err();
+        assert_eq!(e.code, "template_render_failed", "{text}");
+        assert!(e.message.contains("too large"), "{}", e.message);
+    }
+    assert_eq!(
+        render_text_within_deadline("{{ ([1, 2] * 2) | join(',') }}").unwrap(),
+        Some("1,2,1,2".into())
+    );
+}
+
 #[test]
 fn templates_need_a_subject_and_a_body() {
     let mut t = tpl("s", "h", "t");
