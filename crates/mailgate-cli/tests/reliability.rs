@@ -1,6 +1,7 @@
 //! Reliability of the real `mailgate serve` process against the mock provider (SES v2 API):
 //! a SIGKILL during a 10,000-message load loses no acknowledged message, and a provider outage
-//! (every send answered 503, then recovery) loses nothing and shows its backoff in the attempts.
+//! (every send answered 503 for two minutes, then recovery) loses nothing and shows its backoff in
+//! the attempts.
 //! Both run on SQLite (the embedded default); the multi-process PostgreSQL cases are in
 //! `processes.rs`.
 
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mailgate_core::Timestamp;
 use mailgate_mock_provider::{Behavior, Faults, Latency, MockHandle};
 use serde_json::{json, Value};
 
@@ -179,6 +181,14 @@ async fn sigkill_during_load_loses_no_acknowledged_message() {
     );
 }
 
+/// How long the provider refuses everything (issue 8: two minutes).
+const OUTAGE: Duration = Duration::from_secs(120);
+/// The retry schedule of the outage test: 2 s doubling (jittered to half..full), capped at 30 s,
+/// 20 attempts — enough to outlast the outage whatever the jitter draws (at least 1 + 2 + 4 + 8 +
+/// 15 × 15 s before the last attempt).
+const OUTAGE_BASE: Duration = Duration::from_secs(2);
+const OUTAGE_CAP: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn provider_outage_then_recovery_loses_nothing_and_backs_off() {
     let outage = Behavior {
@@ -192,13 +202,15 @@ async fn provider_outage_then_recovery_loses_nothing_and_backs_off() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let base_ms = OUTAGE_BASE.as_millis().to_string();
+    let cap_s = OUTAGE_CAP.as_secs().to_string();
     let (_server, url) = serve(
         dir.path(),
         &mock,
         &[
-            ("MAILGATE_RETRY__BASE_DELAY_MS", "200"),
-            ("MAILGATE_RETRY__MAX_DELAY_SECONDS", "1"),
-            ("MAILGATE_RETRY__MAX_ATTEMPTS", "30"),
+            ("MAILGATE_RETRY__BASE_DELAY_MS", base_ms.as_str()),
+            ("MAILGATE_RETRY__MAX_DELAY_SECONDS", cap_s.as_str()),
+            ("MAILGATE_RETRY__MAX_ATTEMPTS", "20"),
         ],
     );
     let http = reqwest::Client::new();
@@ -220,21 +232,23 @@ async fn provider_outage_then_recovery_loses_nothing_and_backs_off() {
         );
     }
 
-    // The outage lasts 3 s: every attempt is refused, nothing is accepted.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The outage: every attempt is refused, nothing is accepted.
+    tokio::time::sleep(OUTAGE).await;
     let during = mock.stats();
     assert_eq!(during.unique_ids_2xx, 0);
     assert!(
-        during.by_outcome.get("503").copied().unwrap_or(0) >= 400,
+        during.by_outcome.get("503").copied().unwrap_or(0) >= 200 * 5,
         "every message retried during the outage: {during:?}"
     );
     mock.set_behavior(Behavior::default());
 
-    let seen = wait_accepted(&mock, &ids, Duration::from_secs(30)).await;
+    // Recovery: each message goes at its next retry, at most one capped delay away.
+    let seen = wait_accepted(&mock, &ids, OUTAGE_CAP + Duration::from_secs(30)).await;
     assert!(
         ids.iter().all(|id| seen[id] == 1),
         "a message was delivered twice"
     );
+    let tolerance = Duration::from_millis(1_500); // claim polling and the send timeout
     for id in ids.iter().step_by(20) {
         let m: Value = http
             .get(format!("{url}/v1/emails/{id}"))
@@ -247,17 +261,35 @@ async fn provider_outage_then_recovery_loses_nothing_and_backs_off() {
             .unwrap();
         assert_eq!(m["status"], "sent", "{m}");
         let attempts = m["attempts"].as_u64().unwrap();
-        assert!(attempts >= 3, "backoff shows in the attempts: {m}");
-        let deferred = m["events"]
+        // 120 s of refusals under a 30 s cap: at least 1 + 2 + 4 + 8 + 16 + 30 + 30 s between
+        // the first attempt and recovery at the longest draws, so 7 attempts or more.
+        assert!(attempts >= 7, "backoff shows in the attempts: {m}");
+        let deferred: Vec<Timestamp> = m["events"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|e| e["type"] == "deferred")
-            .count() as u64;
+            .map(|e| Timestamp::parse(e["created_at"].as_str().unwrap()).unwrap())
+            .collect();
         assert_eq!(
-            deferred,
+            deferred.len() as u64,
             attempts - 1,
             "one deferred event per failed attempt: {m}"
         );
+        // The gap after failed attempt k is the jittered backoff: between half and all of
+        // min(base * 2^(k-1), cap), plus the claim's polling.
+        let gaps: Vec<Duration> = deferred
+            .windows(2)
+            .map(|w| Duration::from_millis(u64::try_from(w[1].millis() - w[0].millis()).unwrap()))
+            .collect();
+        for (k, gap) in gaps.iter().enumerate() {
+            let full = OUTAGE_BASE.saturating_mul(1 << k).min(OUTAGE_CAP);
+            assert!(
+                *gap + tolerance >= full / 2 && *gap <= full + tolerance,
+                "gap {} of {gaps:?} is outside {:?}..{full:?}",
+                k + 1,
+                full / 2
+            );
+        }
     }
 }
