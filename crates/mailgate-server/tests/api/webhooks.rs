@@ -11,7 +11,9 @@ use p256::pkcs8::EncodePublicKey;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::webhook_support::{post, scenario, set_provider, About, Hook, Kind};
+use super::webhook_support::{
+    event_count, post, scenario, sent_message, set_provider, status, About, Hook, Kind,
+};
 
 const MAILGUN_KEY: &str = "key-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const RESEND_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -93,6 +95,61 @@ async fn mailgun_webhooks() {
     assert_eq!(post(&app, "mailgun", &hook).await.0, 200);
     assert_eq!(post(&app, "mailgun", &hook).await.0, 401);
     app.stop().await;
+}
+
+/// Many requests at once land in different batches of the ingest task, some matched while the
+/// batch before is still being committed: every message must still end in its furthest state
+/// (a hard bounce after, or before, its delivery), with each event recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_webhooks_move_each_message_to_its_furthest_state() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    set_provider(&app, json!({"dsn": "postmark+api://server-token@default?webhook_username=hook&webhook_password=s3cret"})).await;
+    const N: usize = 40;
+    let mut messages = Vec::new();
+    for i in 0..N {
+        let to = format!("user{i}@example.org");
+        let id = sent_message(&app, &to, "postmark", &format!("pm-{i}")).await;
+        messages.push((id, to));
+    }
+    let mut posts = tokio::task::JoinSet::new();
+    for round in 0..3 {
+        for (i, (id, to)) in messages.iter().enumerate() {
+            // Half the messages see their bounce first, half their delivery; every hook is sent
+            // three times (a provider retrying), from concurrent tasks.
+            let kinds = if i % 2 == 0 {
+                [Kind::Delivered, Kind::Bounced]
+            } else {
+                [Kind::Bounced, Kind::Delivered]
+            };
+            for kind in kinds {
+                let about = About {
+                    event_id: format!("ev-{i}-{kind:?}"),
+                    message_id: Some(id.clone()),
+                    provider_message_id: Some(format!("pm-{i}")),
+                    recipient: to.clone(),
+                };
+                let hook = postmark_sign(kind, &about, 0);
+                let app = std::sync::Arc::clone(&app);
+                posts.spawn(async move { (round, post(&app, "postmark", &hook).await) });
+            }
+        }
+    }
+    let mut recorded = 0;
+    while let Some(done) = posts.join_next().await {
+        let (_, (code, answer)) = done.unwrap();
+        assert_eq!(code, 200, "{answer}");
+        recorded += answer["recorded"].as_u64().unwrap();
+    }
+    assert_eq!(
+        recorded,
+        2 * N as u64,
+        "each event recorded once, its repeats as duplicates"
+    );
+    for (id, _) in &messages {
+        assert_eq!(status(&app, id).await, "bounced", "message {id}");
+        // queued, delivered, bounced (`sent_message` completes without an event)
+        assert_eq!(event_count(&app, id).await, 3, "message {id}");
+    }
 }
 
 fn postmark_sign(kind: Kind, a: &About, _ts: i64) -> Hook {
