@@ -79,16 +79,6 @@ impl ProviderEvent {
     }
 }
 
-/// The further along of two statuses of one message, in the order provider events move them
-/// (`sent` → `delivered` → `bounced` | `complained`); `a` unless `b` is further along.
-pub fn later(a: MessageStatus, b: MessageStatus) -> MessageStatus {
-    match (rank(a), rank(b)) {
-        (_, None) => a,
-        (Some(x), Some(y)) if x >= y => a,
-        _ => b,
-    }
-}
-
 /// The order of the statuses a provider event may move; `None` for statuses it never touches.
 fn rank(status: MessageStatus) -> Option<u8> {
     match status {
@@ -144,9 +134,5 @@ mod tests {
         assert_eq!(delivered.advance(S::Failed), None);
         assert_eq!(delivered.advance(S::Sending), None);
         assert!(hard.suppresses() && !soft.suppresses() && soft.is_soft_bounce());
-        assert_eq!(later(S::Sent, S::Delivered), S::Delivered);
-        assert_eq!(later(S::Bounced, S::Delivered), S::Bounced);
-        assert_eq!(later(S::Sending, S::Delivered), S::Delivered);
-        assert_eq!(later(S::Delivered, S::Sending), S::Delivered);
     }
 }

@@ -5,19 +5,17 @@
 //! has gathered while the previous batch was being written in a single transaction (group
 //! commit, as the send path's enqueue): one SQLite commit serves many requests, so single-event
 //! webhooks are not bound by one fsync each, and a provider's array of events costs one match
-//! query and one commit instead of a round trip per event. Matching (a read) and recording (the
-//! write) are two stages, so a batch is matched while the one before is committed; the statuses
-//! the recorder moved lately correct what a batch read before they were committed. A request is
-//! answered once its batch is committed.
+//! query and one commit instead of a round trip per event. A request is answered once its
+//! batch is committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{EventType, NewEvent};
 use crate::ids::{EnvironmentId, EventId, MessageId};
-use crate::inbound::{later, IngestSummary, ProviderEvent};
+use crate::inbound::{IngestSummary, ProviderEvent};
 use crate::message::MessageStatus;
 use crate::store::{
     InboundRecord, InboundStore, MatchKey, MatchedMessage, RecordOutcome, StoreError,
@@ -108,22 +106,9 @@ impl IngestService {
     }
 }
 
-/// A gathered batch and what its events matched.
-struct Matched {
-    jobs: Vec<Job>,
-    messages: Vec<Option<MatchedMessage>>,
-}
-
-/// Batches matched ahead of the one being recorded: while one batch is written, the next is
-/// gathered and matched (and one more may wait in the hand-over).
-const MATCHED_AHEAD: usize = 1;
-
-/// The batching task, in two stages: this one takes the first waiting request and every other
-/// one already waiting (up to `MAX_BATCH_EVENTS`) and matches their events (a read), while
-/// `record_stage` writes the batch before (the commit). Ends when every sender is gone.
+/// The batching task: takes the first waiting request and every other one already waiting (up
+/// to `MAX_BATCH_EVENTS`), records them together, answers each; ends when every sender is gone.
 async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
-    let (matched_tx, matched_rx) = mpsc::channel(MATCHED_AHEAD);
-    let recorder = tokio::spawn(record_stage(Arc::clone(&inner), matched_rx));
     while let Some(first) = inbox.recv().await {
         let mut size = first.events.len();
         let mut jobs = vec![first];
@@ -136,55 +121,20 @@ async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match inner.match_batch(&jobs).await {
-            Ok(messages) => {
-                if matched_tx.send(Matched { jobs, messages }).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => fail(jobs, &e),
-        }
-    }
-    drop(matched_tx);
-    // Err: the recording task panicked; its requests were answered with "stopped".
-    let _ = recorder.await;
-}
-
-/// The recording stage: writes each matched batch, answers its requests.
-async fn record_stage(inner: Arc<Inner>, mut matched: mpsc::Receiver<Matched>) {
-    // The statuses this stage moved messages to in the last few batches: a batch is matched
-    // before the ones ahead of it are committed, so what it read may be behind them.
-    let mut recent: VecDeque<HashMap<MessageId, MessageStatus>> = VecDeque::new();
-    while let Some(Matched { jobs, mut messages }) = matched.recv().await {
-        for m in messages.iter_mut().flatten() {
-            for moved in recent.iter().rev() {
-                if let Some(status) = moved.get(&m.id) {
-                    m.status = later(m.status, *status);
-                    break;
-                }
-            }
-        }
-        match inner.record_batch(&jobs, &messages).await {
-            Ok((summaries, moved)) => {
-                if recent.len() > MATCHED_AHEAD + 1 {
-                    recent.pop_front();
-                }
-                recent.push_back(moved);
+        match inner.ingest_batch(&jobs).await {
+            Ok(summaries) => {
                 for (job, summary) in jobs.into_iter().zip(summaries) {
                     // Err: the request went away; its events are recorded all the same.
                     let _ = job.reply.send(Ok(summary));
                 }
             }
-            Err(e) => fail(jobs, &e),
+            Err(e) => {
+                tracing::error!(error = %e, requests = jobs.len(), "provider events not recorded");
+                for job in jobs {
+                    let _ = job.reply.send(Err(copy_error(&e)));
+                }
+            }
         }
-    }
-}
-
-/// Answers every request of a failed batch.
-fn fail(jobs: Vec<Job>, e: &StoreError) {
-    tracing::error!(error = %e, requests = jobs.len(), "provider events not recorded");
-    for job in jobs {
-        let _ = job.reply.send(Err(copy_error(e)));
     }
 }
 
@@ -198,40 +148,29 @@ fn copy_error(e: &StoreError) -> StoreError {
 }
 
 impl Inner {
-    /// The message each event of `jobs` is about, in order.
-    async fn match_batch(&self, jobs: &[Job]) -> Result<Vec<Option<MatchedMessage>>, StoreError> {
-        let keys: Vec<MatchKey<'_>> = jobs
-            .iter()
-            .flat_map(|job| {
-                job.events.iter().map(|e| MatchKey {
-                    env: job.env,
-                    provider_message_id: e.provider_message_id.as_deref(),
-                    message_id: e.message_id,
-                })
-            })
-            .collect();
-        self.store.match_messages(&keys).await
-    }
-
-    /// Records the events of `jobs` (matched to `matched`) in one transaction, then suppresses
-    /// what the recorded ones call for; returns each job's summary and the status each message
-    /// was moved to.
-    async fn record_batch(
-        &self,
-        jobs: &[Job],
-        matched: &[Option<MatchedMessage>],
-    ) -> Result<(Vec<IngestSummary>, HashMap<MessageId, MessageStatus>), StoreError> {
+    /// Records the events of `jobs` in one transaction, then suppresses what the recorded ones
+    /// call for; returns each job's summary.
+    async fn ingest_batch(&self, jobs: &[Job]) -> Result<Vec<IngestSummary>, StoreError> {
         let now = self.clock.now();
         let events: Vec<(usize, &EnvironmentId, &ProviderEvent)> = jobs
             .iter()
             .enumerate()
             .flat_map(|(j, job)| job.events.iter().map(move |e| (j, &job.env, e)))
             .collect();
+        let keys: Vec<MatchKey<'_>> = events
+            .iter()
+            .map(|(_, env, e)| MatchKey {
+                env: **env,
+                provider_message_id: e.provider_message_id.as_deref(),
+                message_id: e.message_id,
+            })
+            .collect();
+        let matched = self.store.match_messages(&keys).await?;
         // Statuses move event by event through the batch, as if each were recorded alone.
         let mut status: HashMap<MessageId, MessageStatus> = HashMap::new();
         let mut logged = Vec::with_capacity(events.len());
         let mut advances = Vec::with_capacity(events.len());
-        for ((_, env, event), message) in events.iter().zip(matched) {
+        for ((_, env, event), message) in events.iter().zip(&matched) {
             logged.push(log_event(**env, event, message.as_ref(), now));
             advances.push(message.and_then(|m| {
                 let current = *status.entry(m.id).or_insert(m.status);
@@ -252,16 +191,12 @@ impl Inner {
             .collect();
         let outcomes = self.store.record_inbound(&records, now).await?;
         let mut summaries = vec![IngestSummary::default(); jobs.len()];
-        let mut moved = HashMap::new();
         for (i, outcome) in outcomes.iter().enumerate() {
             let (job, env, event) = events[i];
             let summary = &mut summaries[job];
             if *outcome == RecordOutcome::Duplicate {
                 summary.duplicates += 1;
                 continue;
-            }
-            if let (Some((_, to)), Some(m)) = (advances[i], matched[i]) {
-                moved.insert(m.id, to);
             }
             summary.recorded += 1;
             if matched[i].is_none() {
@@ -287,7 +222,7 @@ impl Inner {
             suppressed = total.suppressed,
             "provider events ingested"
         );
-        Ok((summaries, moved))
+        Ok(summaries)
     }
 
     /// Suppresses the recipient of a recorded event if it calls for it (a hard bounce, a

@@ -97,9 +97,10 @@ async fn mailgun_webhooks() {
     app.stop().await;
 }
 
-/// Many requests at once land in different batches of the ingest task, some matched while the
-/// batch before is still being committed: every message must still end in its furthest state
-/// (a hard bounce after, or before, its delivery), with each event recorded once.
+/// Many requests at once land in different batches of the ingest task: every message must still
+/// end in its furthest state (a hard bounce after, or before, its delivery), with each event
+/// recorded once. (It caught a two-stage ingest that matched a batch before the one ahead of it
+/// was committed, 2 runs in 5.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_webhooks_move_each_message_to_its_furthest_state() {
     let app = std::sync::Arc::new(TestApp::spawn().await);
