@@ -9,7 +9,7 @@
 //! batch is committed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,8 +35,9 @@ const INBOX: usize = 4_096;
 #[derive(Clone)]
 pub struct IngestService {
     inner: Arc<Inner>,
-    /// The batching task's inbox, started by the first request (inside the runtime).
-    inbox: Arc<OnceLock<mpsc::Sender<Job>>>,
+    /// The batching task's inbox, started by the first request (inside the runtime), and again
+    /// by the next one if the task ever stopped (a panic): its waiting requests got 503s.
+    inbox: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
 }
 
 struct Inner {
@@ -68,7 +69,7 @@ impl IngestService {
                 clock,
                 policy,
             }),
-            inbox: Arc::new(OnceLock::new()),
+            inbox: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -87,11 +88,20 @@ impl IngestService {
         if events.is_empty() {
             return Ok(IngestSummary::default());
         }
-        let inbox = self.inbox.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(INBOX);
-            tokio::spawn(run(Arc::clone(&self.inner), rx));
-            tx
-        });
+        let inbox = {
+            let mut inbox = self
+                .inbox
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match inbox.as_ref().filter(|tx| !tx.is_closed()) {
+                Some(tx) => tx.clone(),
+                None => {
+                    let (tx, rx) = mpsc::channel(INBOX);
+                    tokio::spawn(run(Arc::clone(&self.inner), rx));
+                    inbox.insert(tx).clone()
+                }
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the ingest task stopped".into());
         inbox
