@@ -5,6 +5,7 @@
 //! without a chain of its own uses its environment's; an environment without one, the default.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,16 @@ pub struct ProviderRegistry {
     default_route: Arc<Route>,
     recheck: Duration,
     cache: Mutex<HashMap<(EnvironmentId, String), Cached>>,
+    /// Each environment's webhook credentials (every chain that may send its messages), fresh
+    /// for `recheck`: a webhook request would otherwise read and decrypt every stored chain.
+    webhooks: Mutex<HashMap<EnvironmentId, (Arc<[ProviderConfig]>, Instant)>>,
+    /// Bumped by every change made through this registry; a read that overlapped one does not
+    /// keep its copy of the webhook credentials.
+    generation: AtomicU64,
 }
+
+/// Environments whose webhook credentials are kept at most; past it the copies are dropped.
+const MAX_WEBHOOK_COPIES: usize = 10_000;
 
 fn owner(env: &EnvironmentId, scope: &str) -> String {
     format!("{env}/{scope}")
@@ -125,6 +135,8 @@ impl ProviderRegistry {
             default_route,
             recheck,
             cache: Mutex::new(HashMap::new()),
+            webhooks: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -218,11 +230,19 @@ impl ProviderRegistry {
 
     /// Every provider configuration that may send an environment's messages (its chain or the
     /// default, and its organizations' chains), decrypted; for webhook verification only —
-    /// never show or log them.
+    /// never show or log them. A change made through this registry is seen at once, one made
+    /// by another process within the recheck interval.
     pub async fn webhook_configs(
         &self,
         env: &EnvironmentId,
-    ) -> Result<Vec<ProviderConfig>, RegistryError> {
+    ) -> Result<Arc<[ProviderConfig]>, RegistryError> {
+        if let Some((configs, at)) = self.webhook_copies().get(env) {
+            if at.elapsed() < self.recheck {
+                return Ok(Arc::clone(configs));
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let read_at = Instant::now();
         let mut out = Vec::new();
         let mut own = false;
         for stored in self.store.list_provider_configs().await? {
@@ -241,7 +261,23 @@ impl ProviderRegistry {
                     .map(|m| m.provider.clone()),
             );
         }
-        Ok(out)
+        let configs: Arc<[ProviderConfig]> = out.into();
+        let mut copies = self.webhook_copies();
+        if self.generation.load(Ordering::Acquire) == generation {
+            if copies.len() >= MAX_WEBHOOK_COPIES {
+                copies.clear();
+            }
+            copies.insert(*env, (Arc::clone(&configs), read_at));
+        }
+        Ok(configs)
+    }
+
+    fn webhook_copies(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<EnvironmentId, (Arc<[ProviderConfig]>, Instant)>> {
+        self.webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Re-encrypts every stored configuration from `old` to this registry's key; returns how many.
@@ -264,6 +300,8 @@ impl ProviderRegistry {
     }
 
     fn forget(&self, env: &EnvironmentId, scope: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.webhook_copies().remove(env);
         self.cache
             .lock()
             .expect("registry cache lock")

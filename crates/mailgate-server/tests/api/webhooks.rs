@@ -201,6 +201,35 @@ async fn postmark_webhooks() {
     app.stop().await;
 }
 
+/// The webhook credentials are kept in memory between requests; a change made through the API
+/// replaces them at once: the old password is refused by the very next request.
+#[tokio::test]
+async fn a_changed_webhook_credential_takes_effect_at_once() {
+    let app = TestApp::spawn().await;
+    let dsn = |password: &str| json!({"dsn": format!("postmark+api://server-token@default?webhook_username=hook&webhook_password={password}")});
+    set_provider(&app, dsn("s3cret")).await;
+    let about = About {
+        event_id: "credential-change".into(),
+        message_id: None,
+        provider_message_id: Some("pm-credential-change".into()),
+        recipient: "someone@example.com".into(),
+    };
+    let hook = postmark_sign(Kind::Delivered, &about, 0);
+    assert_eq!(post(&app, "postmark", &hook).await.0, 200);
+    set_provider(&app, dsn("rotated")).await;
+    let (code, answer) = post(&app, "postmark", &hook).await;
+    assert_eq!(code, 401, "the old password still worked: {answer}");
+    let rotated = Hook {
+        headers: vec![(
+            "Authorization".into(),
+            format!("Basic {}", STANDARD.encode("hook:rotated")),
+        )],
+        ..hook
+    };
+    assert_eq!(post(&app, "postmark", &rotated).await.0, 200);
+    app.stop().await;
+}
+
 fn resend_sign(kind: Kind, a: &About, ts: i64) -> Hook {
     let kind = match kind {
         Kind::Delivered => "email.delivered",
