@@ -102,11 +102,14 @@ pub struct ProviderRegistry {
     cache: Mutex<HashMap<(EnvironmentId, String), Cached>>,
     /// Each environment's webhook credentials (every chain that may send its messages), fresh
     /// for `recheck`: a webhook request would otherwise read and decrypt every stored chain.
-    webhooks: Mutex<HashMap<EnvironmentId, (Arc<[ProviderConfig]>, Instant)>>,
+    webhooks: Mutex<WebhookCopies>,
     /// Bumped by every change made through this registry; a read that overlapped one does not
     /// keep its copy of the webhook credentials.
     generation: AtomicU64,
 }
+
+/// Each environment's webhook credentials and when they were read.
+type WebhookCopies = HashMap<EnvironmentId, (Arc<[ProviderConfig]>, Instant)>;
 
 /// Environments whose webhook credentials are kept at most; past it the copies are dropped.
 const MAX_WEBHOOK_COPIES: usize = 10_000;
@@ -272,9 +275,7 @@ impl ProviderRegistry {
         Ok(configs)
     }
 
-    fn webhook_copies(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<EnvironmentId, (Arc<[ProviderConfig]>, Instant)>> {
+    fn webhook_copies(&self) -> std::sync::MutexGuard<'_, WebhookCopies> {
         self.webhooks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

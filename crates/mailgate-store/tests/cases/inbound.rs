@@ -522,3 +522,89 @@ pub async fn suppressions_crud(db: Database) {
     };
     assert!(s.list_suppressions(&q).await.unwrap().is_empty());
 }
+
+/// Delegates to the real store, but its first `record_inbound` panics (as a bug in it would).
+struct PanicsOnce {
+    inner: std::sync::Arc<dyn mailgate_core::store::Storage>,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl mailgate_core::store::InboundStore for PanicsOnce {
+    async fn match_messages(
+        &self,
+        keys: &[MatchKey<'_>],
+    ) -> Result<Vec<Option<mailgate_core::store::MatchedMessage>>, mailgate_core::store::StoreError>
+    {
+        self.inner.match_messages(keys).await
+    }
+    async fn record_inbound(
+        &self,
+        records: &[InboundRecord<'_>],
+        now: mailgate_core::Timestamp,
+    ) -> Result<Vec<RecordOutcome>, mailgate_core::store::StoreError> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug while recording provider events");
+        }
+        self.inner.record_inbound(records, now).await
+    }
+    async fn count_soft_bounces(
+        &self,
+        env: &mailgate_core::ids::EnvironmentId,
+        address: &str,
+        since: mailgate_core::Timestamp,
+    ) -> Result<u64, mailgate_core::store::StoreError> {
+        self.inner.count_soft_bounces(env, address, since).await
+    }
+    async fn recipient_messages(
+        &self,
+        env: &mailgate_core::ids::EnvironmentId,
+        address: &str,
+        limit: u32,
+    ) -> Result<Vec<mailgate_core::store::RecipientMessage>, mailgate_core::store::StoreError> {
+        self.inner.recipient_messages(env, address, limit).await
+    }
+}
+
+/// The webhook batching task stopped by a panic: the requests it held get an error, and the
+/// next request starts a new task, which records its events.
+pub async fn ingest_task_restarts_after_a_panic(db: Database) {
+    use mailgate_core::ingest::IngestService;
+    use mailgate_core::suppression::SoftBouncePolicy;
+    use mailgate_core::time::SystemClock;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let store = std::sync::Arc::new(PanicsOnce {
+        inner: s.clone(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    });
+    let ingest = IngestService::new(
+        store,
+        s.clone(),
+        std::sync::Arc::new(SystemClock),
+        SoftBouncePolicy::default(),
+    );
+    let event = |id: &str| provider_event(id, EventType::Delivered, None, "a@example.com", 0);
+    let first = ingest
+        .ingest(&env.id, vec![event("lost-to-the-panic")])
+        .await;
+    assert!(
+        matches!(first, Err(mailgate_core::store::StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    let second = ingest
+        .ingest(&env.id, vec![event("after-the-restart")])
+        .await
+        .expect("a new task records the next request");
+    assert_eq!((second.recorded, second.duplicates), (1, 0));
+    // What the panicking batch held was not recorded: the provider retries it (it got an
+    // error), and then it is recorded once.
+    let retried = ingest
+        .ingest(&env.id, vec![event("lost-to-the-panic")])
+        .await
+        .unwrap();
+    assert_eq!((retried.recorded, retried.duplicates), (1, 0));
+}
