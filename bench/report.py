@@ -3,6 +3,7 @@
 medians of the interleaved repetitions, min and max, ratios and each goal's pass or fail."""
 import datetime
 import json
+import os
 import statistics
 import sys
 
@@ -154,7 +155,9 @@ goals = [
 ]
 
 now = datetime.datetime.now(datetime.timezone.utc)
-stem = f"{now:%Y%m%d-%H%M%S}-{machine['git_sha']}" + ("-smoke" if smoke else "")
+only = os.environ.get("BENCH_ONLY", "").split()
+stem = (f"{now:%Y%m%d-%H%M%S}-{machine['git_sha']}" + ("-smoke" if smoke else "")
+        + ("-only-" + "-".join(only) if only else ""))
 report = {"generated_at": now.isoformat(), "smoke": smoke, "machine": machine, "figures": figures,
           "ratios": ratios, "goals": goals, "raw": rows}
 json.dump(report, open(f"{out_dir}/{stem}.json", "w"), indent=2)
@@ -170,6 +173,7 @@ md = [f"# mailgate bench {stem}", "",
       f"{machine['nproc']} × {machine['cpu']}, kernel {machine['kernel']}, load average "
       f"{' '.join(machine['loadavg_start'])} at start, {' '.join(machine['loadavg_end'])} at end"
       + (", **smoke run (1 repetition, short)**" if smoke else "")
+      + (f", **only: {', '.join(only)}**" if only else "")
       + (f", **{machine.get('profile')} binaries: not a speed measurement**"
          if machine.get("profile", "release") != "release" else ""), "",
       "| figure | median | min | max | n |", "| --- | --- | --- | --- | --- |"]
