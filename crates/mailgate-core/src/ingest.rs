@@ -36,7 +36,7 @@ const INBOX: usize = 4_096;
 pub struct IngestService {
     inner: Arc<Inner>,
     /// The batching task's inbox, started by the first request (inside the runtime), and again
-    /// by the next one if the task ever stopped (a panic): its waiting requests got 503s.
+    /// by the next one if the task ever stopped (its runtime went away).
     inbox: Arc<Mutex<Option<mpsc::Sender<Job>>>>,
 }
 
@@ -103,7 +103,7 @@ impl IngestService {
             }
         };
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("the ingest task stopped".into());
+        let stopped = || StoreError::Unavailable("the provider events were not recorded".into());
         inbox
             .send(Job {
                 env: *env,
@@ -118,6 +118,9 @@ impl IngestService {
 
 /// The batching task: takes the first waiting request and every other one already waiting (up
 /// to `MAX_BATCH_EVENTS`), records them together, answers each; ends when every sender is gone.
+/// A batch is recorded in a task of its own, so that a panic while recording (a bug) fails that
+/// batch's requests only: their answers are dropped with it (an error, which the provider
+/// retries), and the next batch is taken as usual.
 async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
     while let Some(first) = inbox.recv().await {
         let mut size = first.events.len();
@@ -131,18 +134,28 @@ async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match inner.ingest_batch(&jobs).await {
-            Ok(summaries) => {
+        let requests = jobs.len();
+        let inner = Arc::clone(&inner);
+        let recorded = tokio::spawn(async move {
+            let result = inner.ingest_batch(&jobs).await;
+            (jobs, result)
+        })
+        .await;
+        match recorded {
+            Ok((jobs, Ok(summaries))) => {
                 for (job, summary) in jobs.into_iter().zip(summaries) {
                     // Err: the request went away; its events are recorded all the same.
                     let _ = job.reply.send(Ok(summary));
                 }
             }
-            Err(e) => {
+            Ok((jobs, Err(e))) => {
                 tracing::error!(error = %e, requests = jobs.len(), "provider events not recorded");
                 for job in jobs {
                     let _ = job.reply.send(Err(copy_error(&e)));
                 }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests, "provider events not recorded: the batch failed");
             }
         }
     }

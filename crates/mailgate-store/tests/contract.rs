@@ -80,7 +80,7 @@ contract!(
     templates::final_state_redacts_secrets,
     inbound::provider_events_dedupe_match_and_advance,
     inbound::provider_event_batches,
-    inbound::ingest_task_restarts_after_a_panic,
+    inbound::a_panic_while_recording_fails_only_its_batch,
     inbound::suppressions_crud,
     limits::a_bucket_allows_its_burst_then_waits,
     limits::stores_share_a_bucket(second),

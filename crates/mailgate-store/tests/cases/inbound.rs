@@ -569,9 +569,9 @@ impl mailgate_core::store::InboundStore for PanicsOnce {
     }
 }
 
-/// The webhook batching task stopped by a panic: the requests it held get an error, and the
-/// next request starts a new task, which records its events.
-pub async fn ingest_task_restarts_after_a_panic(db: Database) {
+/// A panic while recording a webhook batch (a bug) fails that batch's requests only: they get
+/// an error, and the next request is recorded as usual.
+pub async fn a_panic_while_recording_fails_only_its_batch(db: Database) {
     use mailgate_core::ingest::IngestService;
     use mailgate_core::suppression::SoftBouncePolicy;
     use mailgate_core::time::SystemClock;
@@ -598,7 +598,7 @@ pub async fn ingest_task_restarts_after_a_panic(db: Database) {
     let second = ingest
         .ingest(&env.id, vec![event("after-the-restart")])
         .await
-        .expect("a new task records the next request");
+        .expect("the next request is recorded");
     assert_eq!((second.recorded, second.duplicates), (1, 0));
     // What the panicking batch held was not recorded: the provider retries it (it got an
     // error), and then it is recorded once.
