@@ -65,7 +65,21 @@ async fn run(
     max: usize,
 ) {
     let mut batch = Vec::with_capacity(max);
-    while rx.recv_many(&mut batch, max).await > 0 {
+    loop {
+        if let Some(direct) = direct.as_mut().filter(|d| d.idle_work_due()) {
+            if rx.is_empty() {
+                // Nobody waits: index one chunk of pending recipients, then look again, so
+                // that a send arriving meanwhile waits for one chunk at most.
+                match WriteConnection::acquire(&pools).await {
+                    Ok(_held) => direct.move_recipients_if_due(true),
+                    Err(e) => direct.defer_idle_work(&e),
+                }
+                continue;
+            }
+        }
+        if rx.recv_many(&mut batch, max).await == 0 {
+            break;
+        }
         // Taking and giving back a pooled connection costs round trips to the database (sqlx
         // pings it on release), so one connection serves every batch that is already waiting,
         // for up to HOLD_SLICE. With a direct writer, holding it is what keeps the process's
@@ -89,7 +103,15 @@ async fn run(
                 // A caller that gave up still has its message stored; nothing to undo.
                 let _ = request.reply.send(outcome);
             }
-            if failed || held.elapsed() >= HOLD_SLICE {
+            if failed {
+                break;
+            }
+            // Sends keep coming: index pending recipients only once they pass the high-water
+            // mark, between two batches.
+            if let Some(direct) = direct.as_mut() {
+                direct.move_recipients_if_due(false);
+            }
+            if held.elapsed() >= HOLD_SLICE {
                 break;
             }
             while batch.len() < max {

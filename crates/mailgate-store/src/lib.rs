@@ -20,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::pools::Pools;
+pub use crate::store::enqueue::DeferredRecipients;
 use crate::store::enqueue::DirectWriter;
 use crate::store::SqlStore;
 
@@ -45,6 +46,9 @@ pub struct StoreOptions {
     /// they are read again (zero: always read). Writes through this process take effect at
     /// once; another process's writes are seen within this time.
     pub cache_ttl: Duration,
+    /// SQLite file only: when the enqueue writer leaves recipients out of the accepting
+    /// commit, and how it indexes them later (migration 0011 says why).
+    pub deferred_recipients: DeferredRecipients,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +58,7 @@ impl Default for StoreOptions {
             group_commit_max: 256,
             busy_timeout: Duration::from_secs(5),
             cache_ttl: Duration::from_secs(2),
+            deferred_recipients: DeferredRecipients::default(),
         }
     }
 }
@@ -78,7 +83,7 @@ pub enum OpenError {
 const STATEMENT_CACHE: usize = 512;
 
 /// The write connection's page cache, as SQLite's `cache_size` (negative: KiB).
-const WRITER_CACHE_KIB: &str = "-16384";
+pub(crate) const WRITER_CACHE_KIB: &str = "-16384";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -142,7 +147,11 @@ impl Database {
             // A file (not sqlx's shared in-memory database, which another connection would not
             // see): the enqueue writer gets a connection of its own.
             if let Some(path) = file {
-                direct = Some(DirectWriter::new(path, options.busy_timeout));
+                direct = Some(DirectWriter::new(
+                    path,
+                    options.busy_timeout,
+                    options.deferred_recipients,
+                ));
             }
             Pools::Sqlite { read, write }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

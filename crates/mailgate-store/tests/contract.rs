@@ -4,7 +4,7 @@ mod cases;
 mod support;
 
 use mailgate_core::message::MessageStatus;
-use mailgate_store::{Backend, Database, StoreOptions};
+use mailgate_store::{Backend, Database, DeferredRecipients, StoreOptions};
 use mailgate_testkit::db::TestDatabase;
 use support::*;
 
@@ -115,6 +115,109 @@ async fn sqlite_data_survives_reopen() {
             .map(|e| e.id),
         Some(env.id)
     );
+    db.close().await;
+}
+
+/// On a SQLite file the accepting commit leaves recipients pending and the enqueue writer moves
+/// them into the index in chunks (migration 0011): readers find each send exactly once, before,
+/// during and after the move, and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
+    let t = TestDatabase::sqlite().await;
+    // Every batch defers its recipients; moves of 16 while sends wait, of 1 when none does.
+    let small_chunks = StoreOptions {
+        deferred_recipients: DeferredRecipients {
+            from_batch: 1,
+            move_chunk: 16,
+        },
+        ..StoreOptions::default()
+    };
+    let db = t.open_with(&small_chunks).await;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    // 300 messages to a@ with b@ in cc, concurrently: batches of many, moves between them.
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(async move { s.enqueue(message(&env.id, at(i))).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all: Vec<_> = (0..300).rev().map(at).collect();
+    let counts = |url: String| async move {
+        let path = url.trim_start_matches("sqlite://").to_owned();
+        tokio::task::spawn_blocking(move || {
+            let c = rusqlite::Connection::open(path).unwrap();
+            let count = |table: &str| -> i64 {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap()
+            };
+            (
+                count("message_recipients"),
+                count("message_recipients_pending"),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let (indexed, pending) = counts(t.url.clone()).await;
+    assert_eq!(indexed + pending, 600, "every recipient is stored once");
+    assert!(indexed >= 16, "the writer moved chunks: {indexed} indexed");
+    for address in ["a@example.com", "b@example.com"] {
+        let found = s
+            .recent_sends_to(&env.id, address, None, T0, 1000)
+            .await
+            .unwrap();
+        assert_eq!(found, all, "{address}");
+    }
+    // A few sends, one at a time: each leaves the writer idle, and it moves what is pending.
+    for i in 300..310 {
+        s.enqueue(message(&env.id, at(i))).await.unwrap();
+    }
+    // Then, with no send waiting, it drains what is pending, one chunk at a time.
+    let drained = |url: String| async move {
+        for _ in 0..500 {
+            let (indexed, pending) = counts(url.clone()).await;
+            if pending == 0 {
+                return (indexed, pending);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("pending recipients were not moved: {:?}", counts(url).await);
+    };
+    let (indexed_later, pending_later) = drained(t.url.clone()).await;
+    assert_eq!(indexed_later + pending_later, 620);
+    let all: Vec<_> = (0..310).rev().map(at).collect();
+    let found = s
+        .recent_sends_to(&env.id, "a@example.com", None, T0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(found, all);
+    let newest = s
+        .recipient_messages(&env.id, "b@example.com", 5)
+        .await
+        .unwrap();
+    let times: Vec<_> = newest.iter().map(|r| r.message.created_at).collect();
+    assert_eq!(times, (305..310).rev().map(at).collect::<Vec<_>>());
+    db.close().await;
+    drop(db);
+
+    // A restart counts what is still pending and goes on moving it.
+    let db = t.open_with(&small_chunks).await;
+    let s = db.storage();
+    for i in 310..320 {
+        s.enqueue(message(&env.id, at(i))).await.unwrap();
+    }
+    let (indexed, pending) = drained(t.url.clone()).await;
+    assert_eq!(indexed + pending, 640);
+    let all: Vec<_> = (0..320).rev().map(at).collect();
+    let found = s
+        .recent_sends_to(&env.id, "b@example.com", None, T0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(found, all);
     db.close().await;
 }
 

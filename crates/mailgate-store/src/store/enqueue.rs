@@ -15,6 +15,7 @@ use crate::pools::{with_connection, BeginWriteOn, WriteConnection};
 use crate::rows::{parse_id, to_json};
 
 mod direct;
+pub use direct::DeferredRecipients;
 pub(crate) use direct::DirectWriter;
 
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.

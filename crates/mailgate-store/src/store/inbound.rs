@@ -341,7 +341,7 @@ impl InboundStore for SqlStore {
     ) -> Result<Vec<RecipientMessage>, StoreError> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT message_id FROM \
-             message_recipients WHERE environment_id = $1 AND address = $2 \
+             recipient_sends WHERE environment_id = $1 AND address = $2 \
              ORDER BY created_at DESC LIMIT $3) ORDER BY created_at DESC"
         );
         let rows: Vec<MessageRow> = with_pool!(&self.pools, pool => {

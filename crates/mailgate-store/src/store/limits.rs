@@ -91,7 +91,7 @@ impl LimitStore for SqlStore {
             Some(u) => (" AND usage_type = $5", Some(u)),
         };
         let sql = format!(
-            "SELECT created_at FROM message_recipients WHERE environment_id = $1 AND address = $2 \
+            "SELECT created_at FROM recipient_sends WHERE environment_id = $1 AND address = $2 \
              AND created_at >= $3{filter} ORDER BY created_at DESC LIMIT $4"
         );
         let rows: Vec<i64> = with_pool!(self.pools(), pool => {

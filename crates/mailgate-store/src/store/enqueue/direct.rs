@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::suppression::Suppression;
@@ -22,6 +22,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::{lookups, refusals, PreparedMessage, ADDRESSES_PER_LOOKUP};
 use crate::rows::parse_id;
 use crate::store::suppressions::{SuppressionRow, COLUMNS};
+use crate::WRITER_CACHE_KIB;
 
 /// A file-backed SQLite database's enqueue writer. Opens its connection on first use (after the
 /// migrations have run) and again after a failure.
@@ -31,7 +32,41 @@ pub(crate) struct DirectWriter {
     conn: Option<Connection>,
     /// Messages committed since the last checkpoint this writer ran.
     since_checkpoint: usize,
+    /// Batches of at least this many messages leave their recipients pending.
+    defer_from: usize,
+    /// Recipients moved per transaction from `message_recipients_pending` into the index once
+    /// two chunks are pending; when no send waits, a 64th of a chunk.
+    move_chunk: usize,
+    /// Rows in `message_recipients_pending`: counted when the connection opens, then kept.
+    pending: usize,
+    /// After a failed move, no idle move before this instant (a broken database is not
+    /// retried in a tight loop).
+    idle_after: Option<Instant>,
 }
+
+/// When the enqueue writer leaves recipients pending and how it moves them into the index
+/// (migration 0011).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredRecipients {
+    /// Batches of at least this many messages append their recipients to the pending table;
+    /// smaller ones (a writer that keeps up) index them in their own commit.
+    pub from_batch: usize,
+    /// Recipients moved per transaction once two chunks are pending; a 64th of it at a time
+    /// when no send waits.
+    pub move_chunk: usize,
+}
+
+impl Default for DeferredRecipients {
+    fn default() -> Self {
+        Self {
+            from_batch: 32,
+            move_chunk: 8_192,
+        }
+    }
+}
+
+/// How long the writer leaves pending recipients alone after a failed move.
+const MOVE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Messages (about two pages of log each) after which an idle writer copies the log into the
 /// database file, well before SQLite's own threshold (1,000 pages) would make a commit do it.
@@ -60,6 +95,25 @@ const INSERT_EVENT: &str =
 const INSERT_RECIPIENT: &str = "INSERT INTO message_recipients \
      (message_id, environment_id, address, created_at, usage_type) VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/// A large batch appends its recipients to the pending table instead; `move_recipients`
+/// indexes them later (migration 0011).
+const INSERT_PENDING: &str = "INSERT INTO message_recipients_pending \
+     (message_id, environment_id, address, created_at, usage_type) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// The last `seq` of the oldest `?1` pending recipients.
+const CHUNK_END: &str = "SELECT max(seq) FROM (SELECT seq FROM message_recipients_pending \
+     ORDER BY seq LIMIT ?1)";
+
+/// Indexes the pending recipients up to `seq` `?1`, in key order: consecutive rows of one
+/// address share a page of the index.
+const MOVE_RECIPIENTS: &str = "INSERT INTO message_recipients \
+     (environment_id, address, created_at, message_id, usage_type) \
+     SELECT environment_id, address, created_at, message_id, usage_type \
+     FROM message_recipients_pending WHERE seq <= ?1 \
+     ORDER BY environment_id, address, created_at, message_id";
+
+const DELETE_MOVED: &str = "DELETE FROM message_recipients_pending WHERE seq <= ?1";
+
 /// The suppressions of one environment in force at `?2` among the addresses of the JSON array
 /// `?3`: one statement text for any number of addresses, so it is prepared once.
 static SELECT_SUPPRESSED: LazyLock<String> = LazyLock::new(|| {
@@ -71,13 +125,87 @@ static SELECT_SUPPRESSED: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl DirectWriter {
-    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        path: PathBuf,
+        busy_timeout: Duration,
+        recipients: DeferredRecipients,
+    ) -> Self {
         Self {
             path,
             busy_timeout,
             conn: None,
             since_checkpoint: 0,
+            defer_from: recipients.from_batch.max(1),
+            move_chunk: recipients.move_chunk.max(1),
+            pending: 0,
+            idle_after: None,
         }
+    }
+
+    /// Whether recipients are pending, to be moved when no send waits. Unknown until the
+    /// connection opens (the first batch opens it).
+    pub(crate) fn idle_work_due(&self) -> bool {
+        self.conn.is_some()
+            && self.pending > 0
+            && self.idle_after.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Puts idle moves off for a while after a failure (here: the write connection could not
+    /// be had).
+    pub(crate) fn defer_idle_work(&mut self, e: &impl std::fmt::Display) {
+        tracing::warn!(error = %e, "moving pending recipients into the index put off");
+        self.idle_after = Some(Instant::now() + MOVE_BACKOFF);
+    }
+
+    /// Moves pending recipients into the index if it is time to. While sends keep coming, a
+    /// chunk once two are pending: readers scan the pending rows, so they stay few, and a
+    /// chunk takes tens of milliseconds, which only a saturated writer (whose senders wait
+    /// for throughput, not for one commit) can afford. When no send waits (`idle`), a 64th
+    /// of a chunk: a send arriving meanwhile waits for a few pages of index at most. Called,
+    /// like `checkpoint_if_due`, while the caller holds the process's write connection. A
+    /// failure leaves the rows pending, where readers still find them.
+    pub(crate) fn move_recipients_if_due(&mut self, idle: bool) {
+        let chunk = if idle {
+            if !self.idle_work_due() {
+                return;
+            }
+            (self.move_chunk / 64).max(1)
+        } else {
+            if self.pending < self.move_chunk.saturating_mul(2) {
+                return;
+            }
+            self.move_chunk
+        };
+        match self.move_recipients(chunk) {
+            Ok(moved) => {
+                self.pending = self.pending.saturating_sub(moved);
+                // About two recipients' worth of index per page of log, as a message's.
+                self.since_checkpoint += moved / 2;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "moving pending recipients into the index failed");
+                self.idle_after = Some(Instant::now() + MOVE_BACKOFF);
+                self.reset();
+            }
+        }
+    }
+
+    /// Moves the oldest `chunk` pending recipients into the index, in one transaction;
+    /// returns how many it moved.
+    fn move_recipients(&mut self, chunk: usize) -> rusqlite::Result<usize> {
+        let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
+        let conn = self.connection()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let end: Option<i64> = tx
+            .prepare_cached(CHUNK_END)?
+            .query_row(params![chunk], |row| row.get(0))?;
+        let Some(end) = end else {
+            return Ok(0);
+        };
+        tx.prepare_cached(MOVE_RECIPIENTS)?.execute(params![end])?;
+        let moved = tx.prepare_cached(DELETE_MOVED)?.execute(params![end])?;
+        tx.commit()?;
+        Ok(moved)
     }
 
     /// Copies the WAL into the database file (`PASSIVE`) if enough was committed since the last
@@ -108,19 +236,32 @@ impl DirectWriter {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
-                let conn = Connection::open(&self.path)?;
-                conn.busy_timeout(self.busy_timeout)?;
-                // The same settings as the sqlx connections (`Database::connect`).
-                conn.execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
-                     PRAGMA temp_store = MEMORY;",
+                let conn = self.open()?;
+                let pending: i64 = conn.query_row(
+                    "SELECT count(*) FROM message_recipients_pending",
+                    [],
+                    |row| row.get(0),
                 )?;
-                conn.set_prepared_statement_cache_capacity(16);
+                self.pending = usize::try_from(pending).unwrap_or(0);
                 conn
             }
         };
         Ok(self.conn.insert(conn))
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        // The same settings as the sqlx write connection (`Database::connect`), its page cache
+        // included: with SQLite's default (2 MiB) every batch read back pages of the indexes it
+        // writes from the operating system.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+             PRAGMA temp_store = MEMORY; PRAGMA cache_size = {WRITER_CACHE_KIB};"
+        ))?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(conn)
     }
 
     /// As `write_batch` (the sqlx form, for PostgreSQL): one transaction for the batch; a
@@ -130,6 +271,9 @@ impl DirectWriter {
         &mut self,
         batch: &[&PreparedMessage],
     ) -> rusqlite::Result<Vec<EnqueueOutcome>> {
+        // A large batch is a saturated writer: its recipients wait in the pending table, to be
+        // indexed many at a time (migration 0011).
+        let deferred = batch.len() >= self.defer_from;
         let conn = self.connection()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut found = Vec::new();
@@ -152,7 +296,11 @@ impl DirectWriter {
             let mut plain = tx.prepare_cached(INSERT_PLAIN)?;
             let mut keyed = tx.prepare_cached(INSERT_KEYED)?;
             let mut event = tx.prepare_cached(INSERT_EVENT)?;
-            let mut recipient = tx.prepare_cached(INSERT_RECIPIENT)?;
+            let mut recipient = tx.prepare_cached(if deferred {
+                INSERT_PENDING
+            } else {
+                INSERT_RECIPIENT
+            })?;
             for (p, refused) in batch.iter().zip(refused) {
                 if !refused.is_empty() {
                     outcomes.push(EnqueueOutcome::Suppressed(refused));
@@ -224,6 +372,14 @@ impl DirectWriter {
         }
         tx.commit()?;
         self.since_checkpoint += batch.len();
+        if deferred {
+            self.pending += batch
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, EnqueueOutcome::Created(_)))
+                .map(|(p, _)| p.recipients.len())
+                .sum::<usize>();
+        }
         Ok(outcomes)
     }
 }
