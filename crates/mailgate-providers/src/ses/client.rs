@@ -10,6 +10,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_sesv2::config::retry::RetryConfig;
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::config::Region;
+use aws_sdk_sesv2::config::StalledStreamProtectionConfig;
 use aws_sdk_sesv2::Client;
 use aws_smithy_http_client::tls;
 use mailgate_core::address::Mailbox;
@@ -70,9 +71,12 @@ impl SesProvider {
             ));
         }
         let base = loader.load().await;
-        // The dispatcher owns retries, so the SDK must not retry on its own.
+        // The dispatcher owns retries, so the SDK must not retry on its own. The operation
+        // timeout bounds a stalled request, so the SDK's stalled-stream check (a future wrapped
+        // around every body, in the profile of each send) is off.
         let mut ses = aws_sdk_sesv2::config::Builder::from(&base)
             .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
