@@ -120,10 +120,11 @@ async fn sqlite_data_survives_reopen() {
 
 /// On a SQLite file the accepting commit leaves recipients pending and the enqueue writer moves
 /// them into the index in chunks (migration 0011): readers find each send exactly once, before,
-/// during and after the move, and after a restart.
+/// during and after the move, and after a restart with rows still pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     let t = TestDatabase::sqlite().await;
+    let path = t.url.trim_start_matches("sqlite://").to_owned();
     // Every batch defers its recipients; moves of 16 while sends wait, of 1 when none does.
     let small_chunks = StoreOptions {
         deferred_recipients: DeferredRecipients {
@@ -135,6 +136,14 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     let db = t.open_with(&small_chunks).await;
     let s = db.storage();
     let env = environment(&*s, "default").await;
+    // The sends to `address`, newest first, are exactly those of `at(0)` to `at(n - 1)`.
+    let found_once = |s: std::sync::Arc<dyn mailgate_core::store::Storage>, address, n: i64| async move {
+        let found = s
+            .recent_sends_to(&env.id, address, None, T0, 1000)
+            .await
+            .unwrap();
+        assert_eq!(found, (0..n).rev().map(at).collect::<Vec<_>>(), "{address}");
+    };
     // 300 messages to a@ with b@ in cc, concurrently: batches of many, moves between them.
     let tasks: Vec<_> = (0..300)
         .map(|i| {
@@ -145,56 +154,17 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     for t in tasks {
         t.await.unwrap();
     }
-    let all: Vec<_> = (0..300).rev().map(at).collect();
-    let counts = |url: String| async move {
-        let path = url.trim_start_matches("sqlite://").to_owned();
-        tokio::task::spawn_blocking(move || {
-            let c = rusqlite::Connection::open(path).unwrap();
-            let count = |table: &str| -> i64 {
-                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-                    .unwrap()
-            };
-            (
-                count("message_recipients"),
-                count("message_recipients_pending"),
-            )
-        })
-        .await
-        .unwrap()
-    };
-    let (indexed, pending) = counts(t.url.clone()).await;
+    let (indexed, pending) = recipient_rows(&path, None).await;
     assert_eq!(indexed + pending, 600, "every recipient is stored once");
     assert!(indexed >= 16, "the writer moved chunks: {indexed} indexed");
-    for address in ["a@example.com", "b@example.com"] {
-        let found = s
-            .recent_sends_to(&env.id, address, None, T0, 1000)
-            .await
-            .unwrap();
-        assert_eq!(found, all, "{address}");
-    }
-    // A few sends, one at a time: each leaves the writer idle, and it moves what is pending.
+    found_once(s.clone(), "a@example.com", 300).await;
+    found_once(s.clone(), "b@example.com", 300).await;
+    // A few sends, one at a time; then, with no send waiting, the writer drains what is pending.
     for i in 300..310 {
         s.enqueue(message(&env.id, at(i))).await.unwrap();
     }
-    // Then, with no send waiting, it drains what is pending, one chunk at a time.
-    let drained = |url: String| async move {
-        for _ in 0..500 {
-            let (indexed, pending) = counts(url.clone()).await;
-            if pending == 0 {
-                return (indexed, pending);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("pending recipients were not moved: {:?}", counts(url).await);
-    };
-    let (indexed_later, pending_later) = drained(t.url.clone()).await;
-    assert_eq!(indexed_later + pending_later, 620);
-    let all: Vec<_> = (0..310).rev().map(at).collect();
-    let found = s
-        .recent_sends_to(&env.id, "a@example.com", None, T0, 1000)
-        .await
-        .unwrap();
-    assert_eq!(found, all);
+    assert_eq!(drained(&path).await, 620);
+    found_once(s.clone(), "a@example.com", 310).await;
     let newest = s
         .recipient_messages(&env.id, "b@example.com", 5)
         .await
@@ -204,21 +174,66 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     db.close().await;
     drop(db);
 
-    // A restart counts what is still pending and goes on moving it.
+    // As if the process had stopped before moving them: the last 20 recipients pending again.
+    let moved_back = "INSERT INTO message_recipients_pending \
+         (environment_id, address, created_at, message_id, usage_type) \
+         SELECT environment_id, address, created_at, message_id, usage_type \
+         FROM message_recipients WHERE created_at >= ?1; \
+         DELETE FROM message_recipients WHERE created_at >= ?1;";
+    assert_eq!(
+        recipient_rows(&path, Some((moved_back, at(300).0))).await,
+        (600, 20)
+    );
+    // A restart finds them at once, counts them when its writer opens, and moves them.
     let db = t.open_with(&small_chunks).await;
     let s = db.storage();
+    found_once(s.clone(), "b@example.com", 310).await;
     for i in 310..320 {
         s.enqueue(message(&env.id, at(i))).await.unwrap();
     }
-    let (indexed, pending) = drained(t.url.clone()).await;
-    assert_eq!(indexed + pending, 640);
-    let all: Vec<_> = (0..320).rev().map(at).collect();
-    let found = s
-        .recent_sends_to(&env.id, "b@example.com", None, T0, 1000)
-        .await
-        .unwrap();
-    assert_eq!(found, all);
+    assert_eq!(drained(&path).await, 640);
+    found_once(s.clone(), "b@example.com", 320).await;
     db.close().await;
+}
+
+/// Rows in `message_recipients` and in `message_recipients_pending` of the SQLite file at
+/// `path`, after running `sql` (with `?1` bound) on it.
+async fn recipient_rows(path: &str, sql: Option<(&'static str, i64)>) -> (i64, i64) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c = rusqlite::Connection::open(path).unwrap();
+        if let Some((sql, value)) = sql {
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                c.execute(statement, [value]).unwrap();
+            }
+        }
+        let count = |table: &str| -> i64 {
+            c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        (
+            count("message_recipients"),
+            count("message_recipients_pending"),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the writer has moved every pending recipient of the SQLite file at `path`, and
+/// returns how many are indexed.
+async fn drained(path: &str) -> i64 {
+    for _ in 0..500 {
+        let (indexed, pending) = recipient_rows(path, None).await;
+        if pending == 0 {
+            return indexed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "pending recipients were not moved: {:?}",
+        recipient_rows(path, None).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
