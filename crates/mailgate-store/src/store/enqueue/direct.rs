@@ -178,7 +178,14 @@ impl DirectWriter {
         };
         match self.move_recipients(chunk) {
             Ok(moved) => {
-                self.pending = self.pending.saturating_sub(moved);
+                // Fewer than a chunk moved: the table is empty now (the move held the write
+                // lock), whatever this writer had counted — another process on the file may
+                // have moved some of them. Counting on would spin on an empty table.
+                self.pending = if moved < chunk {
+                    0
+                } else {
+                    self.pending.saturating_sub(moved)
+                };
                 // About two recipients' worth of index per page of log, as a message's.
                 self.since_checkpoint += moved / 2;
             }
@@ -402,4 +409,87 @@ fn suppression(row: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
 
 fn corrupt(e: mailgate_core::store::StoreError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use mailgate_core::environment::{Environment, EnvironmentName};
+    use mailgate_core::ids::{EnvironmentId, MessageId};
+    use mailgate_core::message::{Content, NewMessage};
+    use mailgate_core::{Mailbox, Timestamp};
+
+    use super::*;
+    use crate::{Database, StoreOptions};
+
+    /// Rows this writer counted as pending can be gone when it moves them (another process on
+    /// the file moved them first): the move finds an empty table, and the writer stops counting
+    /// them instead of trying again forever.
+    #[tokio::test]
+    async fn pending_rows_moved_elsewhere_are_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailgate.db");
+        let db = Database::connect(
+            &format!("sqlite://{}", path.display()),
+            &StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let env = Environment {
+            id: EnvironmentId::new(),
+            name: EnvironmentName::parse("default").unwrap(),
+            created_at: Timestamp(0),
+        };
+        db.storage().create_environment(&env).await.unwrap();
+        let message = NewMessage {
+            id: MessageId::new(),
+            environment_id: env.id,
+            content: Content {
+                from: Mailbox::parse("sender@example.com", "from").unwrap(),
+                to: vec![Mailbox::parse("a@example.com", "to").unwrap()],
+                cc: vec![Mailbox::parse("b@example.com", "cc").unwrap()],
+                bcc: vec![],
+                reply_to: vec![],
+                subject: "hello".into(),
+                text: Some("hello".into()),
+                html: None,
+                headers: vec![],
+                attachments: vec![],
+            },
+            tags: Vec::new(),
+            metadata: Default::default(),
+            provider_options: None,
+            idempotency: None,
+            max_attempts: 3,
+            created_at: Timestamp(1),
+            delivery: Default::default(),
+            secrets: Vec::new(),
+            template: None,
+        };
+        let prepared = PreparedMessage::new(message).unwrap();
+        let recipients = DeferredRecipients {
+            from_batch: 1,
+            move_chunk: 64,
+        };
+        let mut writer = DirectWriter::new(path.clone(), Duration::from_secs(5), recipients);
+        let outcomes = writer.write_batch(&[&prepared]).unwrap();
+        assert!(matches!(outcomes[..], [EnqueueOutcome::Created(_)]));
+        assert!(writer.idle_work_due(), "two recipients pending");
+
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "INSERT INTO message_recipients (environment_id, address, created_at, message_id, usage_type) \
+                 SELECT environment_id, address, created_at, message_id, usage_type FROM message_recipients_pending; \
+                 DELETE FROM message_recipients_pending;",
+            )
+            .unwrap();
+        writer.move_recipients_if_due(true);
+        assert!(!writer.idle_work_due(), "nothing left to wait for");
+        let indexed: i64 = other
+            .query_row("SELECT count(*) FROM message_recipients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, 2);
+        db.close().await;
+    }
 }
