@@ -83,8 +83,9 @@ impl LimitStore for SqlStore {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Timestamp>, StoreError> {
-        // Served by the table's key (environment, address, created_at, message_id): a range of
-        // one address's window, filtered by usage type when one is asked for.
+        // Served by the index's key (environment, address, created_at, message_id): a range of
+        // one address's window, filtered by usage type when one is asked for; plus, on a SQLite
+        // file, a scan of the few recipients still pending (`recipient_sends`).
         let (filter, usage) = match usage {
             None => ("", None),
             Some("") => (" AND usage_type IS NULL", None),
