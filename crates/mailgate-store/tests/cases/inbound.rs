@@ -596,7 +596,7 @@ pub async fn a_panic_while_recording_fails_only_its_batch(db: Database) {
         "{first:?}"
     );
     let second = ingest
-        .ingest(&env.id, vec![event("after-the-restart")])
+        .ingest(&env.id, vec![event("after-the-panic")])
         .await
         .expect("the next request is recorded");
     assert_eq!((second.recorded, second.duplicates), (1, 0));
