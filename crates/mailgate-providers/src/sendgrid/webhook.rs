@@ -7,9 +7,9 @@ use base64::Engine as _;
 use mailgate_core::event::EventType;
 use mailgate_core::inbound::{BounceType, ProviderEvent};
 use mailgate_core::Timestamp;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
+use p256::ecdsa::VerifyingKey;
 use p256::pkcs8::DecodePublicKey;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
 use super::SendgridConfig;
@@ -23,6 +23,10 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
 
 /// Verifies `signature` (base64 DER) over `timestamp ‖ body` with `public_key` (base64 DER SPKI).
+///
+/// `p256` reads the key (SubjectPublicKeyInfo, curve and point checked); `ring` verifies: its
+/// assembly P-256 is several times faster than `p256`'s portable arithmetic, which was a sixth
+/// of a webhook array's CPU.
 pub(crate) fn verify(
     public_key: &str,
     timestamp: &str,
@@ -34,16 +38,18 @@ pub(crate) fn verify(
         .map_err(|_| WebhookError::NotConfigured("webhook_public_key is not base64".into()))?;
     let key = VerifyingKey::from_public_key_der(&der)
         .map_err(|_| WebhookError::NotConfigured("webhook_public_key is not a P-256 key".into()))?;
-    let Some(sig) = STANDARD
-        .decode(signature.trim())
-        .ok()
-        .and_then(|d| Signature::from_der(&d).ok())
-    else {
+    let point = key.to_encoded_point(false);
+    let Ok(sig) = STANDARD.decode(signature.trim()) else {
         return Ok(false);
     };
-    let mut message = timestamp.as_bytes().to_vec();
+    let mut message = Vec::with_capacity(timestamp.len() + body.len());
+    message.extend_from_slice(timestamp.as_bytes());
     message.extend_from_slice(body);
-    Ok(key.verify(&message, &sig).is_ok())
+    Ok(
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point.as_bytes())
+            .verify(&message, &sig)
+            .is_ok(),
+    )
 }
 
 /// Authenticates and parses one webhook.
