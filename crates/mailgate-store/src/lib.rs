@@ -6,6 +6,7 @@
 
 mod cache;
 mod error;
+mod event_index;
 mod group_commit;
 mod pools;
 mod rows;
@@ -19,6 +20,7 @@ use mailgate_core::store::Storage;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use crate::event_index::DeferredEventIndex;
 use crate::pools::Pools;
 pub use crate::store::enqueue::DeferredRecipients;
 use crate::store::enqueue::DirectWriter;
@@ -49,6 +51,9 @@ pub struct StoreOptions {
     /// SQLite file only: when the enqueue writer leaves recipients out of the accepting
     /// commit, and how it indexes them later (migration 0011 says why).
     pub deferred_recipients: DeferredRecipients,
+    /// SQLite only: when the event indexer moves pending message events into the index
+    /// (migration 0012 says why).
+    pub deferred_event_index: DeferredEventIndex,
 }
 
 impl Default for StoreOptions {
@@ -59,6 +64,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             cache_ttl: Duration::from_secs(2),
             deferred_recipients: DeferredRecipients::default(),
+            deferred_event_index: DeferredEventIndex::default(),
         }
     }
 }
@@ -175,6 +181,7 @@ impl Database {
                 direct,
                 options.group_commit_max,
                 options.cache_ttl,
+                options.deferred_event_index,
             )),
         })
     }

@@ -3,8 +3,9 @@
 mod cases;
 mod support;
 
+use mailgate_core::event::{EventQuery, EventType};
 use mailgate_core::message::MessageStatus;
-use mailgate_store::{Backend, Database, DeferredRecipients, StoreOptions};
+use mailgate_store::{Backend, Database, DeferredEventIndex, DeferredRecipients, StoreOptions};
 use mailgate_testkit::db::TestDatabase;
 use support::*;
 
@@ -196,9 +197,135 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     db.close().await;
 }
 
+/// On a SQLite file every event after `queued` enters the per-message index after the fact
+/// (migration 0012): a message's events are found exactly once while pending, after a restart,
+/// and once the indexer has moved them; deleting the environment removes both kinds of entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_message_events_are_found_once_while_pending_and_once_indexed() {
+    let t = TestDatabase::sqlite().await;
+    let path = t.url.trim_start_matches("sqlite://").to_owned();
+    let tables = ["message_events", "message_events_pending"];
+    // An indexer that does not move anything for the first part.
+    let held = StoreOptions {
+        deferred_event_index: DeferredEventIndex {
+            tick: std::time::Duration::from_secs(3600),
+            ..DeferredEventIndex::default()
+        },
+        ..StoreOptions::default()
+    };
+    let db = t.open_with(&held).await;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let other = environment(&*s, "other").await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let m = message(&env.id, at(i));
+        ids.push(m.id);
+        s.enqueue(m).await.unwrap();
+    }
+    let claimed = s
+        .claim(40, at(100), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 40);
+    let sent: Vec<_> = claimed
+        .iter()
+        .map(|c| completion(c, MessageStatus::Sent))
+        .collect();
+    s.complete(&sent, at(200)).await.unwrap();
+    assert_eq!(row_counts(&path, None, tables).await, (40, 40));
+    // Each message's events, in order, once: the `queued` entry indexed, the `sent` pending.
+    let timeline = |s: std::sync::Arc<dyn mailgate_core::store::Storage>, ids: Vec<_>| async move {
+        for id in ids {
+            for env_filter in [None, Some(env.id)] {
+                let events = s
+                    .list_events(&EventQuery {
+                        environment_id: env_filter,
+                        message_id: Some(id),
+                        ..query()
+                    })
+                    .await
+                    .unwrap();
+                let kinds: Vec<_> = events
+                    .iter()
+                    .map(|e| (e.message_id, e.event_type))
+                    .collect();
+                assert_eq!(
+                    kinds,
+                    [(Some(id), EventType::Queued), (Some(id), EventType::Sent)]
+                );
+            }
+        }
+    };
+    timeline(s.clone(), ids.clone()).await;
+    // Another environment's key sees none of them.
+    let foreign = s
+        .list_events(&EventQuery {
+            environment_id: Some(other.id),
+            message_id: Some(ids[0]),
+            ..query()
+        })
+        .await
+        .unwrap();
+    assert!(foreign.is_empty());
+    db.close().await;
+    drop(db);
+
+    // A restart with an indexer that moves slices of 8 as soon as the log is quiet.
+    let quick = StoreOptions {
+        deferred_event_index: DeferredEventIndex {
+            tick: std::time::Duration::from_millis(10),
+            high_water: 16,
+            slice: 8,
+            max_wait: std::time::Duration::from_secs(1),
+        },
+        ..StoreOptions::default()
+    };
+    let db = t.open_with(&quick).await;
+    let s = db.storage();
+    timeline(s.clone(), ids.clone()).await;
+    let mut counts = (0, 0);
+    for _ in 0..500 {
+        counts = row_counts(&path, None, tables).await;
+        if counts.1 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(counts, (80, 0), "every entry indexed once");
+    timeline(s.clone(), ids.clone()).await;
+    // Deleting the environment takes its entries along, indexed or pending.
+    s.enqueue(message(&env.id, at(300))).await.unwrap();
+    let more = s
+        .claim(1, at(400), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    s.complete(&[completion(&more[0], MessageStatus::Sent)], at(500))
+        .await
+        .unwrap();
+    assert!(s.delete_environment(&env.id).await.unwrap());
+    assert_eq!(row_counts(&path, None, tables).await, (0, 0));
+    db.close().await;
+}
+
 /// Rows in `message_recipients` and in `message_recipients_pending` of the SQLite file at
 /// `path`, after running `sql` (with `?1` bound) on it.
 async fn recipient_rows(path: &str, sql: Option<(&'static str, i64)>) -> (i64, i64) {
+    row_counts(
+        path,
+        sql,
+        ["message_recipients", "message_recipients_pending"],
+    )
+    .await
+}
+
+/// Rows of the two `tables` of the SQLite file at `path`, after running `sql` (with `?1`
+/// bound) on it.
+async fn row_counts(
+    path: &str,
+    sql: Option<(&'static str, i64)>,
+    tables: [&'static str; 2],
+) -> (i64, i64) {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let c = rusqlite::Connection::open(path).unwrap();
@@ -211,10 +338,7 @@ async fn recipient_rows(path: &str, sql: Option<(&'static str, i64)>) -> (i64, i
             c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
         };
-        (
-            count("message_recipients"),
-            count("message_recipients_pending"),
-        )
+        (count(tables[0]), count(tables[1]))
     })
     .await
     .unwrap()

@@ -51,6 +51,7 @@ pub(crate) use append_events;
 #[async_trait::async_trait]
 impl EventStore for SqlStore {
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let sqlite = matches!(self.pools, Pools::Sqlite { .. });
         let rows: Vec<EventRow> = with_pool!(&self.pools, pool => {
             let mut qb = QueryBuilder::new(
                 "SELECT seq, id, environment_id, message_id, type, created_at, data FROM events WHERE 1 = 1",
@@ -60,6 +61,13 @@ impl EventStore for SqlStore {
             }
             if let Some(message) = &query.message_id {
                 qb.push(" AND message_id = ").push_bind(message.to_string());
+                if sqlite {
+                    // The log has no index on message_id; message_event_seqs is it (the
+                    // entries indexed and those pending, migration 0012).
+                    qb.push(" AND seq IN (SELECT seq FROM message_event_seqs WHERE message_id = ")
+                        .push_bind(message.to_string())
+                        .push(")");
+                }
             }
             if !query.types.is_empty() {
                 qb.push(" AND type IN (");

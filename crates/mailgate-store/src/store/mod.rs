@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::HotCache;
 use crate::error::db_error;
+use crate::event_index::{DeferredEventIndex, EventIndexer};
 use crate::group_commit::{self, Request};
 use crate::pools::{with_pool, Pools};
 
@@ -33,22 +34,35 @@ pub(crate) struct SqlStore {
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     /// Fires when the writer has drained its queue and stopped.
     writer_stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    /// SQLite: the task that indexes message events after the fact (migration 0012).
+    indexer: Mutex<Option<EventIndexer>>,
 }
 
 impl SqlStore {
-    /// Wraps a pool and starts its enqueue writer (on its own connection with `direct`).
+    /// Wraps a pool and starts its enqueue writer (on its own connection with `direct`) and,
+    /// on SQLite, its event indexer (on the current runtime).
     pub(crate) fn new(
         pools: Pools,
         direct: Option<enqueue::DirectWriter>,
         group_commit_max: usize,
         cache_ttl: std::time::Duration,
+        event_index: DeferredEventIndex,
     ) -> Self {
         let (tx, stopped) = group_commit::spawn(pools.clone(), direct, group_commit_max);
+        let indexer = match &pools {
+            Pools::Sqlite { read, write } => Some(EventIndexer::spawn(
+                read.clone(),
+                write.clone(),
+                event_index,
+            )),
+            Pools::Postgres(_) => None,
+        };
         Self {
             pools,
             cache: HotCache::new(cache_ttl),
             writer: Mutex::new(Some(tx)),
             writer_stopped: Mutex::new(Some(stopped)),
+            indexer: Mutex::new(indexer),
         }
     }
 
@@ -57,8 +71,12 @@ impl SqlStore {
         &self.pools
     }
 
-    /// Lets the writer finish what it holds, then closes the pool.
+    /// Lets the writer finish what it holds, stops the indexer, then closes the pool.
     pub(crate) async fn close(&self) {
+        let indexer = lock(&self.indexer).take();
+        if let Some(indexer) = indexer {
+            indexer.stop().await;
+        }
         drop(lock(&self.writer).take());
         let stopped = lock(&self.writer_stopped).take();
         if let Some(stopped) = stopped {

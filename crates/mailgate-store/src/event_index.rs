@@ -1,0 +1,161 @@
+//! The event indexer (SQLite): moves `message_events_pending` into `message_events`, the
+//! per-message index of the event log, in key order and in large batches (migration 0012 says
+//! why the index is written after the fact).
+//!
+//! A task of the store looks at the pending rows every `tick`. It moves them when they reach
+//! the high-water mark (events keep coming: a large batch, whose entries share leaf pages), when
+//! none arrived during the last tick (nobody waits), or when the last move is `max_wait` old (a
+//! trickle). A move reads a snapshot of the pending rows sorted by message, then indexes it in
+//! transactions of `slice` entries: each takes the write connection for a few milliseconds and a
+//! narrow range of the index, so a send or a webhook waits for one slice at most. An entry is
+//! indexed and its pending row deleted in the same transaction, so readers (`message_event_seqs`)
+//! find every event exactly once throughout.
+
+use std::time::{Duration, Instant};
+
+use sqlx::SqlitePool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// When the event indexer moves pending entries and how many per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredEventIndex {
+    /// How often the indexer looks at the pending rows.
+    pub tick: Duration,
+    /// Pending rows that start a move while events keep coming.
+    pub high_water: usize,
+    /// Entries indexed per transaction.
+    pub slice: usize,
+    /// Longest pending rows wait while events trickle in.
+    pub max_wait: Duration,
+}
+
+impl Default for DeferredEventIndex {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(100),
+            high_water: 32_768,
+            slice: 4_096,
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The pending rows up to a seq, sorted by message, as one JSON array of `[message_id, seq]`:
+/// one result row (sqlx hands each row of a result to the caller's thread on its own).
+const SNAPSHOT: &str = "SELECT json_group_array(json_array(message_id, seq)) FROM \
+     (SELECT message_id, seq FROM message_events_pending WHERE seq <= $1 \
+      ORDER BY message_id, seq)";
+
+/// Indexes a slice (`$1`, a JSON array of `[message_id, seq]`). Entries another process moved
+/// first are skipped; an entry whose message is gone (its environment was deleted since the
+/// snapshot) is dropped.
+const INDEX_SLICE: &str = "INSERT INTO message_events (message_id, seq) \
+     SELECT j.value ->> 0, j.value ->> 1 FROM json_each($1) AS j \
+     WHERE EXISTS (SELECT 1 FROM messages WHERE id = j.value ->> 0) \
+     ON CONFLICT DO NOTHING";
+
+const DELETE_SLICE: &str = "DELETE FROM message_events_pending \
+     WHERE seq IN (SELECT j.value ->> 1 FROM json_each($1) AS j)";
+
+/// The running indexer; `stop` ends it between two transactions.
+pub(crate) struct EventIndexer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl EventIndexer {
+    /// Starts the indexer on the current runtime.
+    pub(crate) fn spawn(read: SqlitePool, write: SqlitePool, policy: DeferredEventIndex) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(read, write, policy, stopped));
+        Self { stop, task }
+    }
+
+    /// Stops the indexer and waits for it (what is pending stays pending, where readers find
+    /// it, until the next start).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    read: SqlitePool,
+    write: SqlitePool,
+    policy: DeferredEventIndex,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut last_seen: Option<i64> = None;
+    let mut last_move = Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            () = tokio::time::sleep(policy.tick) => {}
+        }
+        let state: Result<(i64, Option<i64>), sqlx::Error> =
+            sqlx::query_as("SELECT count(*), max(seq) FROM message_events_pending")
+                .fetch_one(&read)
+                .await;
+        let (pending, newest) = match state {
+            Ok((pending, Some(newest))) if pending > 0 => (pending, newest),
+            Ok(_) => {
+                last_seen = None;
+                continue;
+            }
+            // Before the migrations have run (an operator migrating by hand), there is no table.
+            Err(e) if e.to_string().contains("no such table") => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the pending event index failed");
+                continue;
+            }
+        };
+        let quiet = last_seen == Some(newest);
+        last_seen = Some(newest);
+        let full = usize::try_from(pending).unwrap_or(usize::MAX) >= policy.high_water;
+        if !(full || quiet || last_move.elapsed() >= policy.max_wait) {
+            continue;
+        }
+        last_move = Instant::now();
+        match move_pending(&read, &write, newest, policy.slice, &mut stopped).await {
+            Ok(moved) => tracing::debug!(moved, "message events indexed"),
+            Err(e) => tracing::warn!(error = %e, "indexing message events failed"),
+        }
+    }
+}
+
+/// Indexes the pending entries up to `newest`, `slice` at a time in key order; returns how
+/// many it indexed. Stops early if asked to.
+pub(crate) async fn move_pending(
+    read: &SqlitePool,
+    write: &SqlitePool,
+    newest: i64,
+    slice: usize,
+    stopped: &mut oneshot::Receiver<()>,
+) -> Result<u64, sqlx::Error> {
+    let snapshot: String = sqlx::query_scalar(SNAPSHOT)
+        .bind(newest)
+        .fetch_one(read)
+        .await?;
+    let entries: Vec<(String, i64)> =
+        serde_json::from_str(&snapshot).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut moved = 0;
+    for chunk in entries.chunks(slice.max(1)) {
+        if !matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            break;
+        }
+        let json = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+        moved += sqlx::query(INDEX_SLICE)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(DELETE_SLICE)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(moved)
+}
