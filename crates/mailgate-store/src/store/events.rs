@@ -22,11 +22,56 @@ pub(super) fn json_rows(pools: &Pools) -> &'static str {
 /// statement; the remainder's is prepared for the occasion.
 pub(crate) const VALUES_CHUNK: usize = 128;
 
+/// How writers keep the per-message index of the log. On SQLite (migration 0012) a `queued`
+/// event is indexed by the log's partial index `events_queued` as it is inserted; any other
+/// event about a message leaves its entry in `message_events_pending`, which the event indexer
+/// moves into `message_events`. On PostgreSQL the log's own index serves, and these do nothing.
+pub(crate) trait MessageEventIndex {
+    /// SQLite: the newest event's seq, before a batch appends (0: none).
+    async fn newest_event_seq(&mut self) -> Result<i64, sqlx::Error>;
+    /// SQLite: leaves pending the index entries of the events after `seq` that are about a
+    /// message and not `queued` (the events this transaction appended: it holds the write lock).
+    async fn defer_message_events_after(&mut self, seq: i64) -> Result<(), sqlx::Error>;
+}
+
+impl MessageEventIndex for sqlx::SqliteConnection {
+    async fn newest_event_seq(&mut self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM events")
+            .fetch_one(self)
+            .await
+    }
+
+    async fn defer_message_events_after(&mut self, seq: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO message_events_pending (seq, environment_id, message_id) \
+             SELECT seq, environment_id, message_id FROM events \
+             WHERE seq > $1 AND message_id IS NOT NULL AND type <> 'queued'",
+        )
+        .bind(seq)
+        .execute(self)
+        .await
+        .map(|_| ())
+    }
+}
+
+impl MessageEventIndex for sqlx::PgConnection {
+    async fn newest_event_seq(&mut self) -> Result<i64, sqlx::Error> {
+        Ok(0)
+    }
+
+    async fn defer_message_events_after(&mut self, _seq: i64) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
 /// Appends events (`&[&NewEvent]`) in their order, on a transaction, by multi-row `VALUES`:
 /// cheaper than reading them out of a JSON parameter, whose every field SQLite parses again.
+/// Their per-message index entries are kept as `MessageEventIndex` says.
 macro_rules! append_events {
     ($tx:expr, $events:expr) => {{
+        use $crate::store::events::MessageEventIndex as _;
         let events: &[&mailgate_core::event::NewEvent] = $events;
+        let before = (&mut *$tx).newest_event_seq().await?;
         for chunk in events.chunks($crate::store::events::VALUES_CHUNK) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO events (id, environment_id, message_id, type, created_at, data) ",
@@ -44,6 +89,7 @@ macro_rules! append_events {
                 .execute(&mut *$tx)
                 .await?;
         }
+        (&mut *$tx).defer_message_events_after(before).await?;
     }};
 }
 pub(crate) use append_events;

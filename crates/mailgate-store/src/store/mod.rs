@@ -97,19 +97,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Appends one event (a `NewEvent`) on a connection or transaction.
+/// Appends one event (a `NewEvent`) on a transaction (`&mut *tx`), keeping its per-message
+/// index entry as `events::MessageEventIndex` says.
 macro_rules! insert_event {
     ($conn:expr, $event:expr) => {{
+        use $crate::store::events::MessageEventIndex as _;
         let e: &mailgate_core::event::NewEvent = $event;
-        sqlx::query("INSERT INTO events (id, environment_id, message_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(e.id.to_string())
-            .bind(e.environment_id.to_string())
-            .bind(e.message_id.map(|m| m.to_string()))
-            .bind(e.event_type.as_str())
-            .bind(e.created_at.0)
-            .bind(e.data.to_string())
-            .execute($conn)
-            .await
+        let conn = $conn;
+        let deferred = e.message_id.is_some()
+            && e.event_type != mailgate_core::event::EventType::Queued;
+        async {
+            let before = if deferred { conn.newest_event_seq().await? } else { 0 };
+            sqlx::query("INSERT INTO events (id, environment_id, message_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(e.id.to_string())
+                .bind(e.environment_id.to_string())
+                .bind(e.message_id.map(|m| m.to_string()))
+                .bind(e.event_type.as_str())
+                .bind(e.created_at.0)
+                .bind(e.data.to_string())
+                .execute(&mut *conn)
+                .await?;
+            if deferred {
+                conn.defer_message_events_after(before).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await
     }};
 }
 pub(crate) use insert_event;
