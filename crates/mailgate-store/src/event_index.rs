@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::SqlitePool;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// When the event indexer moves pending entries and how many per transaction.
@@ -41,6 +41,9 @@ impl Default for DeferredEventIndex {
     }
 }
 
+/// How long the indexer leaves pending rows alone after a failed move.
+const MOVE_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The pending rows up to a seq, sorted by message, as one JSON array of `[message_id, seq]`:
 /// one result row (sqlx hands each row of a result to the caller's thread on its own).
 const SNAPSHOT: &str = "SELECT json_group_array(json_array(message_id, seq)) FROM \
@@ -60,14 +63,14 @@ const DELETE_SLICE: &str = "DELETE FROM message_events_pending \
 
 /// The running indexer; `stop` ends it between two transactions.
 pub(crate) struct EventIndexer {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl EventIndexer {
     /// Starts the indexer on the current runtime.
     pub(crate) fn spawn(read: SqlitePool, write: SqlitePool, policy: DeferredEventIndex) -> Self {
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(read, write, policy, stopped));
         Self { stop, task }
     }
@@ -75,7 +78,7 @@ impl EventIndexer {
     /// Stops the indexer and waits for it (what is pending stays pending, where readers find
     /// it, until the next start).
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         let _ = self.task.await;
     }
 }
@@ -84,13 +87,14 @@ async fn run(
     read: SqlitePool,
     write: SqlitePool,
     policy: DeferredEventIndex,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     let mut last_seen: Option<i64> = None;
     let mut last_move = Instant::now();
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            // Asked to stop, or the store is gone.
+            _ = stopped.changed() => break,
             () = tokio::time::sleep(policy.tick) => {}
         }
         let state: Result<(i64, Option<i64>), sqlx::Error> =
@@ -117,21 +121,29 @@ async fn run(
             continue;
         }
         last_move = Instant::now();
-        match move_pending(&read, &write, newest, policy.slice, &mut stopped).await {
+        match move_pending(&read, &write, newest, policy.slice, &stopped).await {
             Ok(moved) => tracing::debug!(moved, "message events indexed"),
-            Err(e) => tracing::warn!(error = %e, "indexing message events failed"),
+            Err(e) => {
+                // The rows stay pending, where readers find them; a broken database is not
+                // retried every tick.
+                tracing::warn!(error = %e, "indexing message events failed");
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(MOVE_BACKOFF) => {}
+                }
+            }
         }
     }
 }
 
 /// Indexes the pending entries up to `newest`, `slice` at a time in key order; returns how
 /// many it indexed. Stops early if asked to.
-pub(crate) async fn move_pending(
+async fn move_pending(
     read: &SqlitePool,
     write: &SqlitePool,
     newest: i64,
     slice: usize,
-    stopped: &mut oneshot::Receiver<()>,
+    stopped: &watch::Receiver<bool>,
 ) -> Result<u64, sqlx::Error> {
     let snapshot: String = sqlx::query_scalar(SNAPSHOT)
         .bind(newest)
@@ -141,7 +153,7 @@ pub(crate) async fn move_pending(
         serde_json::from_str(&snapshot).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let mut moved = 0;
     for chunk in entries.chunks(slice.max(1)) {
-        if !matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+        if *stopped.borrow() || stopped.has_changed().is_err() {
             break;
         }
         let json = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
