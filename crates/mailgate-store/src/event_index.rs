@@ -7,9 +7,12 @@
 //! none arrived during the last tick (nobody waits), or when the last move is `max_wait` old (a
 //! trickle). A move reads a snapshot of the pending rows sorted by message, then indexes it in
 //! transactions of `slice` entries: each takes the write connection for a few milliseconds and a
-//! narrow range of the index, so a send or a webhook waits for one slice at most. An entry is
-//! indexed and its pending row deleted in the same transaction, so readers (`message_event_seqs`)
-//! find every event exactly once throughout.
+//! narrow range of the index, so a send or a webhook waits for one slice at most. Once all are
+//! indexed, it deletes the pending rows by ranges of seq, `slice` at a time: contiguous rows,
+//! a few whole pages, where deleting each slice's rows (in message order, so scattered over the
+//! whole table) dirtied nearly every page of it once per slice. In between an entry is both
+//! indexed and pending; readers ask `seq IN (SELECT seq FROM message_event_seqs …)`, set
+//! membership, so they find every event exactly once throughout.
 
 use std::time::{Duration, Instant};
 
@@ -58,8 +61,8 @@ const INDEX_SLICE: &str = "INSERT INTO message_events (message_id, seq) \
      WHERE EXISTS (SELECT 1 FROM messages WHERE id = j.value ->> 0) \
      ON CONFLICT DO NOTHING";
 
-const DELETE_SLICE: &str = "DELETE FROM message_events_pending \
-     WHERE seq IN (SELECT j.value ->> 1 FROM json_each($1) AS j)";
+/// Deletes the pending rows of a range of seqs (`$1` < seq <= `$2`).
+const DELETE_RANGE: &str = "DELETE FROM message_events_pending WHERE seq > $1 AND seq <= $2";
 
 /// The running indexer; `stop` ends it between two transactions.
 pub(crate) struct EventIndexer {
@@ -151,23 +154,37 @@ async fn move_pending(
         .await?;
     let entries: Vec<(String, i64)> =
         serde_json::from_str(&snapshot).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let slice = slice.max(1);
+    let stopping = || *stopped.borrow() || stopped.has_changed().is_err();
     let mut moved = 0;
-    for chunk in entries.chunks(slice.max(1)) {
-        if *stopped.borrow() || stopped.has_changed().is_err() {
-            break;
+    for chunk in entries.chunks(slice) {
+        if stopping() {
+            // What is indexed stays pending too (found once, as above); the next move skips it.
+            return Ok(moved);
         }
         let json = serde_json::to_string(chunk).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // BEGIN IMMEDIATE: each statement reads before it writes (see `begin_write`).
         let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
         moved += sqlx::query(INDEX_SLICE)
             .bind(&json)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(DELETE_SLICE)
-            .bind(&json)
+        tx.commit().await?;
+    }
+    let mut seqs: Vec<i64> = entries.iter().map(|(_, seq)| *seq).collect();
+    seqs.sort_unstable();
+    let mut after = 0;
+    for chunk in seqs.chunks(slice) {
+        let last = chunk[chunk.len() - 1];
+        let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(DELETE_RANGE)
+            .bind(after)
+            .bind(last)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        after = last;
     }
     Ok(moved)
 }

@@ -258,6 +258,15 @@ async fn sqlite_message_events_are_found_once_while_pending_and_once_indexed() {
         }
     };
     timeline(s.clone(), ids.clone()).await;
+    // A move stopped between indexing and deleting leaves entries indexed and still pending:
+    // still found once (readers ask by set membership).
+    let indexed_too = "INSERT INTO message_events (message_id, seq) \
+         SELECT message_id, seq FROM message_events_pending WHERE seq > ?1";
+    assert_eq!(
+        row_counts(&path, Some((indexed_too, 0)), tables).await,
+        (40, 40)
+    );
+    timeline(s.clone(), ids.clone()).await;
     // Another environment's key sees none of them.
     let foreign = s
         .list_events(&EventQuery {
