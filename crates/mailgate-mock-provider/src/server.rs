@@ -143,15 +143,16 @@ pub async fn spawn(addr: SocketAddr, behavior: Behavior) -> std::io::Result<Mock
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(behavior));
     let app = router(Arc::clone(&shared));
-    let task = tokio::spawn(accept_loop(listener, app));
+    let task = tokio::spawn(accept_loop(listener, app, Arc::clone(&shared)));
     Ok(MockHandle { addr, shared, task })
 }
 
-async fn accept_loop(listener: TcpListener, app: Router) {
+async fn accept_loop(listener: TcpListener, app: Router, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        shared.stats().connection();
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {

@@ -18,6 +18,7 @@ pub async fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<Soc
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            shared.stats().connection();
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 let _ = session(stream, shared).await;

@@ -22,6 +22,7 @@ struct Inner {
     requests_after_2xx: u64,
     in_flight: u64,
     max_in_flight: u64,
+    connections: u64,
 }
 
 /// The counters, shared by every connection.
@@ -51,9 +52,18 @@ pub struct StatsSnapshot {
     pub in_flight: u64,
     /// The most requests handled at once.
     pub max_in_flight: u64,
+    /// TCP connections accepted (HTTP and SMTP): a client that drops its connection after
+    /// each failure opens many.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 impl Stats {
+    /// A client opened a connection.
+    pub fn connection(&self) {
+        self.inner.lock().unwrap().connections += 1;
+    }
+
     /// A request starts being handled.
     pub fn begin(&self) {
         let mut s = self.inner.lock().unwrap();
@@ -100,6 +110,7 @@ impl Stats {
             without_id: s.without_id,
             in_flight: s.in_flight,
             max_in_flight: s.max_in_flight,
+            connections: s.connections,
         }
     }
 

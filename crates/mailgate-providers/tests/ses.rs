@@ -11,6 +11,7 @@ use mailgate_core::environment::OrganizationName;
 use mailgate_core::ids::{EnvironmentId, MessageId};
 use mailgate_core::message::{Attachment, ClaimedMessage, Content, Header};
 use mailgate_core::provider::SendError;
+use mailgate_mock_provider::{Behavior, Faults, Latency};
 use mailgate_providers::ses::SesProvider;
 use mailgate_providers::ProviderConfig;
 use mailgate_testkit::peers::moto::MotoPeer;
@@ -315,6 +316,51 @@ async fn server_errors_are_retryable_every_time() {
         assert!(err.is_retryable(), "{err:?}");
         assert_eq!(err.code(), "ServiceUnavailable");
     }
+}
+
+/// A complete 503 leaves the connection open for the next send (the SDK's default closes it
+/// after every transient error: a new connection per 503); a dropped connection is replaced.
+#[tokio::test]
+async fn a_complete_error_answer_keeps_the_connection_and_a_reset_replaces_it() {
+    let behavior = |faults: &str| Behavior {
+        latency: Latency::default(),
+        faults: faults.parse::<Faults>().unwrap(),
+        rate_limit: None,
+    };
+    let mock = mailgate_mock_provider::spawn("127.0.0.1:0".parse().unwrap(), behavior("503:1"))
+        .await
+        .unwrap();
+    let ses = support::ses(&format!(
+        "ses+api://AKIDEXAMPLE:secret@default?region=us-east-1&endpoint={}",
+        mock.url()
+    ))
+    .await;
+    for _ in 0..3 {
+        let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert_eq!(err.code(), "ServiceUnavailable");
+    }
+    mock.set_behavior(behavior("none"));
+    ses.send(&message("noreply@acme.com")).await.unwrap();
+    let stats = mock.stats();
+    assert_eq!(stats.by_outcome.get("503"), Some(&3), "{stats:?}");
+    assert_eq!(stats.unique_ids_2xx, 1, "{stats:?}");
+    assert_eq!(
+        stats.connections, 1,
+        "every send on one connection: {stats:?}"
+    );
+
+    mock.set_behavior(behavior("reset:1"));
+    let err = ses.send(&message("noreply@acme.com")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    mock.set_behavior(behavior("none"));
+    ses.send(&message("noreply@acme.com")).await.unwrap();
+    let stats = mock.stats();
+    assert_eq!(stats.unique_ids_2xx, 2, "{stats:?}");
+    assert_eq!(
+        stats.connections, 2,
+        "a new connection after the reset: {stats:?}"
+    );
 }
 
 #[tokio::test]
