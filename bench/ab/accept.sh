@@ -3,26 +3,15 @@
 # env: FLOOR=1 runs floor-durable instead; PERF=1 records perf to /tmp/perf-LABEL.data; BIN; GWENV
 set -u
 LABEL=$1; DUR=${2:-10}
-BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
-T=$(mktemp -d /tmp/ab.XXXX)
-KEY=mg_bench_admin_key_00000000000000000000000
-$BIN/mailgate-mock-provider --latency fixed:600s --listen 127.0.0.1:0 >$T/mock.out 2>$T/mock.err &
-MP=$!
-for i in $(seq 200); do grep -q "listening on" $T/mock.out && break; sleep 0.05; done
-MURL=$(grep -o 'http://[^ ]*' $T/mock.out | head -1)
-mkdir -p $T/gw
+. "$(dirname "$0")/common.sh"
+start_mock --latency fixed:600s
 if [ "${FLOOR:-0}" = 1 ]; then
-  (cd $T/gw && exec env THREADS=2 DB=$T/gw/floor.db $BIN/floor-durable) >$T/gw.out 2>$T/gw.err &
+  (cd "$T/gw" && exec env THREADS=2 DB="$T/gw/floor.db" "$BIN/floor-durable") >"$T/gw.out" 2>"$T/gw.err" &
+  GP=$!
+  GURL=$(listening gw)
 else
-(cd $T/gw && exec env RUST_LOG=warn MAILGATE_ADMIN_KEY=$KEY \
-  MAILGATE_PROVIDER__DEFAULT="ses+api://AKIDBENCH:SECRETBENCH@default?region=us-east-1&endpoint=$MURL" \
-  MAILGATE_RETENTION__CONTENT_DAYS=0 MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1 ${GWENV:-} \
-  $BIN/mailgate serve --listen 127.0.0.1:0 --database sqlite://$T/gw/mg.db) >$T/gw.out 2>$T/gw.err &
+  start_gateway MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1
 fi
-GP=$!
-for i in $(seq 200); do grep -q "listening on" $T/gw.out && break; sleep 0.05; done
-GURL=$(grep -o 'http://[^ ]*' $T/gw.out | head -1)
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 PERFJ=""; if [ "${PERF:-0}" = 1 ]; then ( sleep 4; perf record -e cpu-clock -F 2000 -g --call-graph dwarf,8192 -p $GP -o /tmp/perf-$LABEL.data -- sleep 5 >/dev/null 2>&1 ) & PERFJ=$!; fi
 g0=$(cpu $GP)
 $BIN/loadgen --url "$GURL/v1/emails" --connections 64 ${RATE:+--rate $RATE} --warmup 2 --duration $DUR --auth $KEY --run-id $LABEL > $T/lg.json 2>/dev/null

@@ -1,37 +1,25 @@
 #!/usr/bin/env bash
 # e2e.sh LABEL N [ERRORS] : N sends to a 0 ms mock (SES), prints delivered/s, timeline, CPU per msg.
-# env: BIN (default /work/target-rel/release), GWENV (extra env for the gateway)
+# env: BIN (default $CARGO_TARGET_DIR/release), GWENV (extra settings for the gateway), TIMELINE=N
 set -u
 LABEL=$1; N=$2; ERR=${3:-none}
-BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
-T=$(mktemp -d /tmp/ab.XXXX)
-KEY=mg_bench_admin_key_00000000000000000000000
-$BIN/mailgate-mock-provider --latency fixed:0ms --errors "$ERR" --listen 127.0.0.1:0 >$T/mock.out 2>$T/mock.err &
-MP=$!
-for i in $(seq 200); do grep -q "listening on" $T/mock.out && break; sleep 0.05; done
-MURL=$(grep -o 'http://[^ ]*' $T/mock.out | head -1)
-mkdir -p $T/gw
-(cd $T/gw && exec env RUST_LOG=warn MAILGATE_ADMIN_KEY=$KEY \
-  MAILGATE_PROVIDER__DEFAULT="ses+api://AKIDBENCH:SECRETBENCH@default?region=us-east-1&endpoint=$MURL" \
-  MAILGATE_RETENTION__CONTENT_DAYS=0 MAILGATE_WORKER__CONCURRENCY=256 MAILGATE_WORKER__CLAIM_BATCH=64 \
-  MAILGATE_WORKER__POLL_INTERVAL_MS=50 MAILGATE_RETRY__BASE_DELAY_MS=200 MAILGATE_RETRY__MAX_ATTEMPTS=20 ${GWENV:-} \
-  $BIN/mailgate serve --listen 127.0.0.1:0 --database sqlite://$T/gw/mg.db) >$T/gw.out 2>$T/gw.err &
-GP=$!
-for i in $(seq 200); do grep -q "listening on" $T/gw.out && break; sleep 0.05; done
-GURL=$(grep -o 'http://[^ ]*' $T/gw.out | head -1)
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+. "$(dirname "$0")/common.sh"
+start_mock --latency fixed:0ms --errors "$ERR"
+start_gateway MAILGATE_WORKER__CONCURRENCY=256 MAILGATE_WORKER__CLAIM_BATCH=64 \
+  MAILGATE_WORKER__POLL_INTERVAL_MS=50 MAILGATE_RETRY__BASE_DELAY_MS=200 MAILGATE_RETRY__MAX_ATTEMPTS=20
 mach() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 g0=$(cpu $GP); m0=$(cpu $MP); s0=$(mach)
 t0=$(date +%s.%N)
 ( $BIN/loadgen --url "$GURL/v1/emails" --connections 32 --requests $N --auth $KEY --run-id $LABEL >$T/lg.json 2>/dev/null; date +%s.%N > $T/lg.done ) &
 LG=$!
-last=""
 while :; do
   got=$(curl -sf "$MURL/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["unique_ids_2xx"], d.get("requests", ""))')
   now=$(date +%s.%N)
   el=$(python3 -c "print(round($now-$t0,2))")
   echo "  t=$el got=$got" >> $T/timeline
   [ "${got%% *}" -ge "$N" ] && break
+  # Something is lost (or stuck): stop waiting after 10 minutes; the counters below say what.
+  if [ "$(date +%s)" -gt "$(( ${t0%.*} + 600 ))" ]; then echo "$LABEL: gave up after 600 s at $got" >&2; break; fi
   sleep 0.25
 done
 t1=$(date +%s.%N)

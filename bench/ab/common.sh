@@ -1,0 +1,33 @@
+# Sourced by the bench/ab scripts: binaries, a temp dir, and starting the mock and the gateway.
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
+T=$(mktemp -d /tmp/ab.XXXX)
+KEY=mg_bench_admin_key_00000000000000000000000
+mkdir -p "$T/gw"
+
+# listening NAME: waits for "listening on URL" in $T/NAME.out and prints the URL.
+listening() {
+  for _ in $(seq 200); do grep -q "listening on" "$T/$1.out" && break; sleep 0.05; done
+  grep -o 'http://[^ ]*' "$T/$1.out" | head -1
+}
+
+# start_mock ARGS...: the mock provider; sets MP (its PID) and MURL.
+start_mock() {
+  "$BIN/mailgate-mock-provider" --listen 127.0.0.1:0 "$@" >"$T/mock.out" 2>"$T/mock.err" &
+  MP=$!
+  MURL=$(listening mock)
+}
+
+# start_gateway ENV=VALUE...: `mailgate serve` on a fresh SQLite file in $T/gw, its provider SES
+# at the mock, plus the settings given and $GWENV; sets GP and GURL.
+start_gateway() {
+  # shellcheck disable=SC2086 # GWENV is a list of settings
+  (cd "$T/gw" && exec env RUST_LOG=warn MAILGATE_ADMIN_KEY=$KEY \
+    MAILGATE_PROVIDER__DEFAULT="ses+api://AKIDBENCH:SECRETBENCH@default?region=us-east-1&endpoint=$MURL" \
+    MAILGATE_RETENTION__CONTENT_DAYS=0 "$@" ${GWENV:-} \
+    "$BIN/mailgate" serve --listen 127.0.0.1:0 --database "sqlite://$T/gw/mg.db") >"$T/gw.out" 2>"$T/gw.err" &
+  GP=$!
+  GURL=$(listening gw)
+}
+
+# cpu PID: its user + system ticks.
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
