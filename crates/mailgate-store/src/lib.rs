@@ -215,3 +215,25 @@ impl Database {
         self.store.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The SQLite that runs is the one `vendor/libsqlite3-sys` bundles (rusqlite and sqlx link
+    /// the same library): 3.51.3 or later, without the WAL-reset bug, which could corrupt a file
+    /// that one connection checkpoints while another commits (the enqueue writer's and sqlx's
+    /// write connection in one process, or several processes).
+    #[tokio::test]
+    async fn the_bundled_sqlite_has_the_wal_reset_fix() {
+        assert!(
+            rusqlite::version_number() >= 3_051_003,
+            "SQLite {}",
+            rusqlite::version()
+        );
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(version, rusqlite::version());
+    }
+}

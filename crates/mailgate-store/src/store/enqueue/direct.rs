@@ -220,8 +220,9 @@ impl DirectWriter {
     /// the commit that crosses 1,000 pages of log, and every send of that batch and the next
     /// waits it out (the p99 at a steady rate). It runs on this connection while the caller
     /// holds the process's write connection, so no other connection of the process commits
-    /// meanwhile: SQLite 3.46 has the WAL-reset bug (a checkpoint racing another connection's
-    /// commit can corrupt the file), which rules out a checkpointer beside the writer.
+    /// meanwhile. (A thread checkpointing every 20 ms beside the writers, with the SQLite
+    /// patched for the WAL-reset bug, was no faster: its syncs of the database file compete
+    /// with the commits'; BENCHMARKS.md.)
     pub(crate) fn checkpoint_if_due(&mut self) {
         if self.since_checkpoint < CHECKPOINT_AFTER {
             return;
