@@ -12,11 +12,13 @@ if [ "${FLOOR:-0}" = 1 ]; then
 else
   start_gateway MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1
 fi
+THJ=""; if [ "${THREADS:-0}" = 1 ]; then ( sleep 4; "$(dirname "$0")/threads.sh" "$GP" 5 ) & THJ=$!; fi
 PERFJ=""; if [ "${PERF:-0}" = 1 ]; then ( sleep 4; perf record -e cpu-clock -F 2000 -g --call-graph dwarf,8192 -p $GP -o /tmp/perf-$LABEL.data -- sleep 5 >/dev/null 2>&1 ) & PERFJ=$!; fi
 g0=$(cpu $GP)
 $BIN/loadgen --url "$GURL/v1/emails" --connections 64 ${RATE:+--rate $RATE} --warmup 2 --duration $DUR --auth $KEY --run-id $LABEL > $T/lg.json 2>/dev/null
 g1=$(cpu $GP)
 if [ -n "$PERFJ" ]; then wait "$PERFJ"; fi
+if [ -n "$THJ" ]; then wait "$THJ"; fi
 python3 - <<PY
 import json; d=json.load(open("$T/lg.json")); n=d['ok']
 L=d['latency_ms']; print(f"$LABEL rps={d['rps']:.0f} gw_us={($g1-$g0)*1e4/n:.1f} p50={L['p50']} p99={L['p99']} p999={L['p999']}")
