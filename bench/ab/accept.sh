@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # accept.sh LABEL [DUR]: gateway (parked mock, 1 worker) under 64-conn closed-loop loadgen; prints rps + CPU µs/send.
-# env: FLOOR=1 runs floor-durable instead; PERF=1 records perf to /tmp/perf-LABEL.data; BIN; GWENV
+# env: FLOOR=1 runs floor-durable instead; PERF=1 records perf to /tmp/perf-LABEL.data; THREADS=1
+# prints CPU per thread (threads.sh); BIN; GWENV
 set -u
 LABEL=$1; DUR=${2:-10}
 . "$(dirname "$0")/common.sh"

@@ -3,7 +3,8 @@
 # accepted (Postmark and SendGrid parked in the chain), then SendGrid arrays of 100 `delivered`
 # events about them over 16 connections; prints events stored/s, the gateway's CPU per event and
 # the bytes it wrote per event (/proc/PID/io). SINGLE=1: Postmark, one event per request, 64
-# connections (webhooks_single). env: BIN, GWENV, PERF=1 (as accept.sh).
+# connections (webhooks_single). env: BIN, GWENV, PERF=1 and THREADS=1 (as accept.sh), KEEP=FILE
+# (keeps the gateway's stderr).
 set -u
 LABEL=$1; DUR=${2:-10}
 . "$(dirname "$0")/common.sh"
