@@ -41,6 +41,18 @@ fn uuid_like() -> String {
     )
 }
 
+/// An SES message id in SES's shape: `0100`, the send time in milliseconds as 12 hex digits, a
+/// UUID, `-000000` (`0100018f0000abcd-…-000000`). The time prefix matters to a benchmark: the
+/// gateway indexes provider message ids, and SES's sort by send time, so each new one lands
+/// near the last rather than at a random place in the index.
+fn ses_message_id() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("0100{ms:012x}-{}-000000", uuid_like())
+}
+
 fn epoch_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -91,9 +103,7 @@ pub fn parse(kind: Kind, headers: &HeaderMap, body: &[u8]) -> Parsed {
 /// The provider's success answer for `n` messages.
 pub fn success(kind: Kind, n: usize, batch: bool) -> Response {
     match kind {
-        Kind::Ses => {
-            Json200(json!({ "MessageId": format!("0100{}-000000", fresh_hex()) })).into_response()
-        }
+        Kind::Ses => Json200(json!({ "MessageId": ses_message_id() })).into_response(),
         Kind::Mailgun => Json200(json!({
             "id": format!("<{}@mock.mailgun.example>", fresh_hex()),
             "message": "Queued. Thank you."
@@ -243,5 +253,35 @@ pub fn fault(kind: Kind, fault: Fault) -> Response {
             json!({"message": "Internal Server Error"}),
             &[],
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SES ids carry their send time after `0100`, so they sort by time as SES's do.
+    #[test]
+    fn ses_ids_have_the_shape_and_order_of_real_ones() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let first = ses_message_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = ses_message_id();
+        for id in [&first, &second] {
+            assert!(id.starts_with("0100") && id.ends_with("-000000"), "{id}");
+            let parts: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [16, 8, 4, 4, 4, 12, 6],
+                "{id}"
+            );
+            let ms = u128::from_str_radix(&parts[0][4..], 16).unwrap();
+            assert!(ms >= before && ms < before + 60_000, "{id}");
+        }
+        assert!(first < second, "{first} then {second}");
+        assert_ne!(first[17..], second[17..]);
     }
 }
