@@ -58,6 +58,12 @@ pub(crate) fn spawn(
 /// other writers of the process (completions, webhooks, the API) have it.
 const HOLD_SLICE: Duration = Duration::from_millis(10);
 
+/// How long no send must have come before the writer indexes recipients that wait outside the
+/// recipient index (pending or in runs). Under load the queue is empty for moments between
+/// batches; a slice indexed in each of them put its recipients in their places in the index one
+/// page each (the cost sealing runs avoids), ~15 % fewer accepted sends per second side by side.
+const QUIET: Duration = Duration::from_millis(20);
+
 async fn run(
     pools: Pools,
     mut direct: Option<DirectWriter>,
@@ -65,19 +71,30 @@ async fn run(
     max: usize,
 ) {
     let mut batch = Vec::with_capacity(max);
+    // When the last batch was written: recipients are indexed in the writer's quiet moments.
+    let mut last_batch = Instant::now();
     loop {
         if let Some(direct) = direct.as_mut().filter(|d| d.idle_work_due()) {
-            if rx.is_empty() {
-                // Nobody waits: index one chunk of pending recipients, then look again, so
-                // that a send arriving meanwhile waits for one chunk at most.
+            let quiet = last_batch.elapsed();
+            if quiet >= QUIET && rx.is_empty() {
+                // Nobody waits, nor has for a while: index a slice of the recipients still
+                // outside the index, then look again, so that a send arriving meanwhile waits
+                // for one slice at most.
                 match WriteConnection::acquire(&pools).await {
                     Ok(_held) => direct.move_recipients_if_due(true),
                     Err(e) => direct.defer_idle_work(&e),
                 }
                 continue;
             }
-        }
-        if rx.recv_many(&mut batch, max).await == 0 {
+            // Sends, or the quiet moment, whichever comes first (`recv_many` is cancel-safe).
+            match tokio::time::timeout(QUIET.saturating_sub(quiet), rx.recv_many(&mut batch, max))
+                .await
+            {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+        } else if rx.recv_many(&mut batch, max).await == 0 {
             break;
         }
         // Taking and giving back a pooled connection costs round trips to the database (sqlx
@@ -128,6 +145,7 @@ async fn run(
                 break;
             }
         }
+        last_batch = Instant::now();
         // Whatever arrived after the slice ended waits for the next connection.
     }
     tracing::debug!("enqueue writer stopped");

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+pub use recipients::DeferredRecipients;
+
 use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::suppression::Suppression;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -23,6 +25,8 @@ use super::{lookups, refusals, PreparedMessage, ADDRESSES_PER_LOOKUP};
 use crate::rows::parse_id;
 use crate::store::suppressions::{SuppressionRow, COLUMNS};
 use crate::WRITER_CACHE_KIB;
+
+mod recipients;
 
 /// A file-backed SQLite database's enqueue writer. Opens its connection on first use (after the
 /// migrations have run) and again after a failure.
@@ -34,39 +38,19 @@ pub(crate) struct DirectWriter {
     since_checkpoint: usize,
     /// Batches of at least this many messages leave their recipients pending.
     defer_from: usize,
-    /// Recipients moved per transaction from `message_recipients_pending` into the index once
-    /// two chunks are pending; when no send waits, a 64th of a chunk.
+    /// Recipients sealed into a run (or merged from one) per transaction while sends wait; when
+    /// none does, a 64th of a chunk at a time (`recipients`).
     move_chunk: usize,
     /// Rows in `message_recipients_pending`: counted when the connection opens, then kept.
     pending: usize,
-    /// After a failed move, no idle move before this instant (a broken database is not
+    /// Runs listed in `message_recipient_run_ids`: counted when the connection opens, then kept.
+    runs: usize,
+    /// Runs allowed before merging while sends wait.
+    max_runs: usize,
+    /// After a failed step, no idle step before this instant (a broken database is not
     /// retried in a tight loop).
     idle_after: Option<Instant>,
 }
-
-/// When the enqueue writer leaves recipients pending and how it moves them into the index
-/// (migration 0011).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeferredRecipients {
-    /// Batches of at least this many messages append their recipients to the pending table;
-    /// smaller ones (a writer that keeps up) index them in their own commit.
-    pub from_batch: usize,
-    /// Recipients moved per transaction once two chunks are pending; a 64th of it at a time
-    /// when no send waits.
-    pub move_chunk: usize,
-}
-
-impl Default for DeferredRecipients {
-    fn default() -> Self {
-        Self {
-            from_batch: 32,
-            move_chunk: 8_192,
-        }
-    }
-}
-
-/// How long the writer leaves pending recipients alone after a failed move.
-const MOVE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Messages (about two pages of log each) after which an idle writer copies the log into the
 /// database file, well before SQLite's own threshold (1,000 pages) would make a commit do it.
@@ -100,20 +84,6 @@ const INSERT_RECIPIENT: &str = "INSERT INTO message_recipients \
 const INSERT_PENDING: &str = "INSERT INTO message_recipients_pending \
      (message_id, environment_id, address, created_at, usage_type) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// The last `seq` of the oldest `?1` pending recipients.
-const CHUNK_END: &str = "SELECT max(seq) FROM (SELECT seq FROM message_recipients_pending \
-     ORDER BY seq LIMIT ?1)";
-
-/// Indexes the pending recipients up to `seq` `?1`, in key order: consecutive rows of one
-/// address share a page of the index.
-const MOVE_RECIPIENTS: &str = "INSERT INTO message_recipients \
-     (environment_id, address, created_at, message_id, usage_type) \
-     SELECT environment_id, address, created_at, message_id, usage_type \
-     FROM message_recipients_pending WHERE seq <= ?1 \
-     ORDER BY environment_id, address, created_at, message_id";
-
-const DELETE_MOVED: &str = "DELETE FROM message_recipients_pending WHERE seq <= ?1";
-
 /// The suppressions of one environment in force at `?2` among the addresses of the JSON array
 /// `?3`: one statement text for any number of addresses, so it is prepared once.
 static SELECT_SUPPRESSED: LazyLock<String> = LazyLock::new(|| {
@@ -138,81 +108,10 @@ impl DirectWriter {
             defer_from: recipients.from_batch.max(1),
             move_chunk: recipients.move_chunk.max(1),
             pending: 0,
+            runs: 0,
+            max_runs: recipients.max_runs,
             idle_after: None,
         }
-    }
-
-    /// Whether recipients are pending, to be moved when no send waits. Unknown until the
-    /// connection opens (the first batch opens it).
-    pub(crate) fn idle_work_due(&self) -> bool {
-        self.conn.is_some()
-            && self.pending > 0
-            && self.idle_after.is_none_or(|t| Instant::now() >= t)
-    }
-
-    /// Puts idle moves off for a while after a failure (here: the write connection could not
-    /// be had).
-    pub(crate) fn defer_idle_work(&mut self, e: &impl std::fmt::Display) {
-        tracing::warn!(error = %e, "moving pending recipients into the index put off");
-        self.idle_after = Some(Instant::now() + MOVE_BACKOFF);
-    }
-
-    /// Moves pending recipients into the index if it is time to. While sends keep coming, a
-    /// chunk once two are pending: readers scan the pending rows, so they stay few, and a
-    /// chunk takes tens of milliseconds, which only a saturated writer (whose senders wait
-    /// for throughput, not for one commit) can afford. When no send waits (`idle`), a 64th
-    /// of a chunk: a send arriving meanwhile waits for a few pages of index at most. Called,
-    /// like `checkpoint_if_due`, while the caller holds the process's write connection. A
-    /// failure leaves the rows pending, where readers still find them.
-    pub(crate) fn move_recipients_if_due(&mut self, idle: bool) {
-        let chunk = if idle {
-            if !self.idle_work_due() {
-                return;
-            }
-            (self.move_chunk / 64).max(1)
-        } else {
-            if self.pending < self.move_chunk.saturating_mul(2) {
-                return;
-            }
-            self.move_chunk
-        };
-        match self.move_recipients(chunk) {
-            Ok(moved) => {
-                // Fewer than a chunk moved: the table is empty now (the move held the write
-                // lock), whatever this writer had counted — another process on the file may
-                // have moved some of them. Counting on would spin on an empty table.
-                self.pending = if moved < chunk {
-                    0
-                } else {
-                    self.pending.saturating_sub(moved)
-                };
-                // About two recipients' worth of index per page of log, as a message's.
-                self.since_checkpoint += moved / 2;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "moving pending recipients into the index failed");
-                self.idle_after = Some(Instant::now() + MOVE_BACKOFF);
-                self.reset();
-            }
-        }
-    }
-
-    /// Moves the oldest `chunk` pending recipients into the index, in one transaction;
-    /// returns how many it moved.
-    fn move_recipients(&mut self, chunk: usize) -> rusqlite::Result<usize> {
-        let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
-        let conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let end: Option<i64> = tx
-            .prepare_cached(CHUNK_END)?
-            .query_row(params![chunk], |row| row.get(0))?;
-        let Some(end) = end else {
-            return Ok(0);
-        };
-        tx.prepare_cached(MOVE_RECIPIENTS)?.execute(params![end])?;
-        let moved = tx.prepare_cached(DELETE_MOVED)?.execute(params![end])?;
-        tx.commit()?;
-        Ok(moved)
     }
 
     /// Copies the WAL into the database file (`PASSIVE`) if enough was committed since the last
@@ -245,12 +144,7 @@ impl DirectWriter {
             Some(conn) => conn,
             None => {
                 let conn = self.open()?;
-                let pending: i64 = conn.query_row(
-                    "SELECT count(*) FROM message_recipients_pending",
-                    [],
-                    |row| row.get(0),
-                )?;
-                self.pending = usize::try_from(pending).unwrap_or(0);
+                (self.pending, self.runs) = recipients::deferred_counts(&conn)?;
                 conn
             }
         };
@@ -418,15 +312,14 @@ mod tests {
     use mailgate_core::ids::{EnvironmentId, MessageId};
     use mailgate_core::message::{Content, NewMessage};
     use mailgate_core::{Mailbox, Timestamp};
+    use tempfile::TempDir;
 
     use super::*;
     use crate::{Database, StoreOptions};
 
-    /// Rows this writer counted as pending can be gone when it moves them (another process on
-    /// the file moved them first): the move finds an empty table, and the writer stops counting
-    /// them instead of trying again forever.
-    #[tokio::test]
-    async fn pending_rows_moved_elsewhere_are_not_waited_for() {
+    /// A migrated SQLite file with one environment: its directory (kept alive), its path, the
+    /// open database and the environment.
+    pub(super) async fn migrated() -> (TempDir, PathBuf, Database, EnvironmentId) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mailgate.db");
         let db = Database::connect(
@@ -442,13 +335,19 @@ mod tests {
             created_at: Timestamp(0),
         };
         db.storage().create_environment(&env).await.unwrap();
+        (dir, path, db, env.id)
+    }
+
+    /// A message of `env` created at `at` to the first of `to`, the rest in cc.
+    pub(super) fn prepared(env: EnvironmentId, at: i64, to: &[&str]) -> PreparedMessage {
+        let mailbox = |a: &&str, field| Mailbox::parse(a, field).unwrap();
         let message = NewMessage {
             id: MessageId::new(),
-            environment_id: env.id,
+            environment_id: env,
             content: Content {
                 from: Mailbox::parse("sender@example.com", "from").unwrap(),
-                to: vec![Mailbox::parse("a@example.com", "to").unwrap()],
-                cc: vec![Mailbox::parse("b@example.com", "cc").unwrap()],
+                to: to.iter().take(1).map(|a| mailbox(a, "to")).collect(),
+                cc: to.iter().skip(1).map(|a| mailbox(a, "cc")).collect(),
                 bcc: vec![],
                 reply_to: vec![],
                 subject: "hello".into(),
@@ -462,15 +361,25 @@ mod tests {
             provider_options: None,
             idempotency: None,
             max_attempts: 3,
-            created_at: Timestamp(1),
+            created_at: Timestamp(at),
             delivery: Default::default(),
             secrets: Vec::new(),
             template: None,
         };
-        let prepared = PreparedMessage::new(message).unwrap();
+        PreparedMessage::new(message).unwrap()
+    }
+
+    /// Rows this writer counted as pending can be gone when it moves them (another process on
+    /// the file moved them first): the move finds an empty table, and the writer stops counting
+    /// them instead of trying again forever.
+    #[tokio::test]
+    async fn pending_rows_moved_elsewhere_are_not_waited_for() {
+        let (_dir, path, db, env) = migrated().await;
+        let prepared = prepared(env, 1, &["a@example.com", "b@example.com"]);
         let recipients = DeferredRecipients {
             from_batch: 1,
             move_chunk: 64,
+            max_runs: 4,
         };
         let mut writer = DirectWriter::new(path.clone(), Duration::from_secs(5), recipients);
         let outcomes = writer.write_batch(&[&prepared]).unwrap();
