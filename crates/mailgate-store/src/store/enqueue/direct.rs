@@ -162,7 +162,8 @@ impl DirectWriter {
              PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
              PRAGMA temp_store = MEMORY; PRAGMA cache_size = {WRITER_CACHE_KIB};"
         ))?;
-        conn.set_prepared_statement_cache_capacity(16);
+        // The batch's statements and the recipient index's (`recipients`): about twenty.
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
 

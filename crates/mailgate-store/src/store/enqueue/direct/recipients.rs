@@ -3,14 +3,15 @@
 //!
 //! `message_recipients` is keyed by address, so a recipient written into it lands on a leaf page
 //! of its own: a batch of many messages wrote (and synced, and later checkpointed) about one page
-//! per recipient. A saturated writer therefore appends its batches' recipients to
-//! `message_recipients_pending` (arrival order, a few pages per batch) and, while sends keep
-//! coming, **seals** each chunk of them into a sorted run (`message_recipient_runs`, keyed by the
-//! run first): a run is written at the right edge of its table, page after page, at a small
-//! fraction of the cost of putting its rows in their places in the index. When no send waits,
-//! the writer **merges** runs into `message_recipients` a slice at a time, oldest run first, and
-//! moves what is still pending straight in; if runs pile up past `max_runs` under sustained
-//! load, it merges a chunk between batches too, so readers never probe more than that many.
+//! per recipient. A busy writer (a batch of `from_batch` messages or more) therefore appends its
+//! batches' recipients to `message_recipients_pending` (arrival order, a few pages per batch)
+//! and, while sends keep coming, **seals** each chunk of them into a sorted run
+//! (`message_recipient_runs`, keyed by the run first): a run is written at the right edge of its
+//! table, page after page, at a small fraction of the cost of putting its rows in their places
+//! in the index. Once no send has come for a while (the group commit's `QUIET`), the writer
+//! moves what is still pending straight into `message_recipients`, then **merges** the runs, a
+//! slice at a time, oldest run first; if runs pile up past `max_runs` under sustained load, it
+//! merges a chunk between batches too, so readers never probe more than that many.
 //!
 //! Readers read `recipient_sends` (index, runs through `message_recipient_run_ids`, pending):
 //! every step moves rows from one place to another in one transaction, so a send is found once
@@ -35,7 +36,7 @@ pub struct DeferredRecipients {
     /// 5,000 sends per second that the p99 rose from 3.4 ms to 5.3 ms.
     pub from_batch: usize,
     /// Recipients sealed into a run once two chunks are pending, and merged per transaction
-    /// when runs pile up; a 64th of it at a time when no send waits.
+    /// when runs pile up; a 64th of it at a time in a quiet moment.
     pub move_chunk: usize,
     /// Runs allowed before the writer merges while sends wait (each is one more index probe per
     /// read).
@@ -157,9 +158,9 @@ impl DirectWriter {
     /// Keeps the recipient index if it is time to. While sends keep coming (`idle` false): a
     /// chunk of pending recipients sealed into a run once two chunks are pending (readers scan
     /// the pending rows, so they stay few), and a chunk of the oldest run merged once there are
-    /// more than `max_runs`. When no send waits: a 64th of a chunk, pending recipients first
-    /// (straight into the index), then the oldest run's — a send arriving meanwhile waits for
-    /// a few pages of index at most. Called, like `checkpoint_if_due`, while the caller holds
+    /// more than `max_runs`. In a quiet moment (`idle`, the caller's judgement): a 64th of a
+    /// chunk, pending recipients first (straight into the index), then the oldest run's — a
+    /// send arriving meanwhile waits for a few pages of index at most. Called, like `checkpoint_if_due`, while the caller holds
     /// the process's write connection. A failure leaves the rows where they were, where
     /// readers still find them.
     pub(crate) fn move_recipients_if_due(&mut self, idle: bool) {
