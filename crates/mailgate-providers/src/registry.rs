@@ -363,7 +363,13 @@ impl ProviderRegistry {
             ),
             None => (None, None),
         };
-        self.cache.lock().expect("registry cache lock").insert(
+        let mut cache = self.cache.lock().expect("registry cache lock");
+        // Workers that missed the cache together each built the route: keep the first one
+        // cached, so that they all share its round-robin position and its circuits.
+        if let Some(c) = cache.get(&key).filter(|c| c.version == version) {
+            return Ok(c.route.clone());
+        }
+        cache.insert(
             key,
             Cached {
                 version,

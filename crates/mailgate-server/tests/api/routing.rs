@@ -5,9 +5,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
+use mailgate_core::provider::ProviderResolver;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_mock_provider::{spawn, Behavior, Faults, MockHandle};
 use mailgate_testkit::app::TestApp;
@@ -236,6 +238,47 @@ async fn roundrobin_spreads_messages_evenly() {
             .or_default() += 1;
     }
     assert_eq!(routes.len(), 3, "{routes:?}");
+    app.stop().await;
+}
+
+/// Workers that look up a route the registry has not cached yet, all at once, get one route:
+/// with one each, every worker's first message went to the first provider of a round-robin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_lookups_share_one_route() {
+    let mocks = [mock(Faults::default()).await, mock(Faults::default()).await];
+    let app = app(1).await;
+    let dsn = format!(
+        "roundrobin({} {})",
+        postmark(&mocks[0], "pm-1"),
+        postmark(&mocks[1], "pm-2")
+    );
+    body(
+        app.put_json(
+            "/v1/environments/default/provider",
+            &app.admin_key,
+            &json!({"dsn": dsn}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let env = app
+        .storage
+        .find_environment("default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut lookups = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let providers = Arc::clone(&app.providers);
+        lookups.spawn(async move { providers.route(&env, None).await.unwrap() });
+    }
+    let routes = lookups.join_all().await;
+    assert_eq!(routes[0].members().len(), 2);
+    for route in &routes {
+        assert!(Arc::ptr_eq(&routes[0], route));
+    }
     app.stop().await;
 }
 
