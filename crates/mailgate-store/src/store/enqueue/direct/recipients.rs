@@ -186,12 +186,12 @@ impl DirectWriter {
 
     fn step(&mut self, step: Step) {
         let done = match step {
-            Step::Index(n) => self.move_recipients(n).map(|moved| {
+            Step::Index(n) => self.take_pending(n, false).map(|moved| {
                 self.took_pending(moved, n);
                 // About two recipients' worth of index per page of log, as a message's.
                 self.since_checkpoint += moved / 2;
             }),
-            Step::Seal(n) => self.seal(n).map(|sealed| {
+            Step::Seal(n) => self.take_pending(n, true).map(|sealed| {
                 self.took_pending(sealed, n);
                 if sealed > 0 {
                     self.runs += 1;
@@ -228,9 +228,9 @@ impl DirectWriter {
         };
     }
 
-    /// Moves the oldest `chunk` pending recipients into the index, in one transaction; returns
-    /// how many it moved.
-    fn move_recipients(&mut self, chunk: usize) -> rusqlite::Result<usize> {
+    /// Takes the oldest `chunk` pending recipients, in one transaction, straight into the index
+    /// or (`seal`) into a new run; returns how many it took.
+    fn take_pending(&mut self, chunk: usize, seal: bool) -> rusqlite::Result<usize> {
         let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
         let tx = self
             .connection()?
@@ -241,33 +241,18 @@ impl DirectWriter {
         let Some(end) = end else {
             return Ok(0);
         };
-        tx.prepare_cached(MOVE_RECIPIENTS)?.execute(params![end])?;
-        let moved = tx.prepare_cached(DELETE_MOVED)?.execute(params![end])?;
+        if seal {
+            let run: i64 = tx
+                .prepare_cached(NEXT_RUN)?
+                .query_row([], |row| row.get(0))?;
+            tx.prepare_cached(SEAL_RUN)?.execute(params![run, end])?;
+            tx.prepare_cached(LIST_RUN)?.execute(params![run])?;
+        } else {
+            tx.prepare_cached(MOVE_RECIPIENTS)?.execute(params![end])?;
+        }
+        let taken = tx.prepare_cached(DELETE_MOVED)?.execute(params![end])?;
         tx.commit()?;
-        Ok(moved)
-    }
-
-    /// Seals the oldest `chunk` pending recipients into a new run, in one transaction; returns
-    /// how many it sealed.
-    fn seal(&mut self, chunk: usize) -> rusqlite::Result<usize> {
-        let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
-        let tx = self
-            .connection()?
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let end: Option<i64> = tx
-            .prepare_cached(CHUNK_END)?
-            .query_row(params![chunk], |row| row.get(0))?;
-        let Some(end) = end else {
-            return Ok(0);
-        };
-        let run: i64 = tx
-            .prepare_cached(NEXT_RUN)?
-            .query_row([], |row| row.get(0))?;
-        tx.prepare_cached(SEAL_RUN)?.execute(params![run, end])?;
-        tx.prepare_cached(LIST_RUN)?.execute(params![run])?;
-        let sealed = tx.prepare_cached(DELETE_MOVED)?.execute(params![end])?;
-        tx.commit()?;
-        Ok(sealed)
+        Ok(taken)
     }
 
     /// Merges the first `chunk` recipients (in key order) of the oldest run into the index, in
