@@ -37,6 +37,20 @@ fn unavailable() -> Faults {
     }
 }
 
+/// Sets the `default` environment's provider chain to `dsn` through the API; the answer.
+async fn set_provider(app: &TestApp, dsn: &str) -> Value {
+    body(
+        app.put_json(
+            "/v1/environments/default/provider",
+            &app.admin_key,
+            &json!({"dsn": dsn}),
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
 fn postmark(m: &MockHandle, token: &str) -> String {
     format!(
         "postmark+api://{token}@default?message_stream=outbound&endpoint={}",
@@ -170,16 +184,7 @@ async fn a_refused_recipient_is_not_sent_through_another_provider() {
         postmark(&primary, "pm-a"),
         postmark(&secondary, "pm-b")
     );
-    body(
-        app.put_json(
-            "/v1/environments/default/provider",
-            &app.admin_key,
-            &json!({"dsn": dsn}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    set_provider(&app, &dsn).await;
     let id = send(&app, json!({"to": "gone@example.net"})).await;
     let m = wait_for_status(&app, &id, "failed").await;
     assert_eq!(m["attempts"], 1, "a permanent refusal is not retried: {m}");
@@ -206,16 +211,7 @@ async fn roundrobin_spreads_messages_evenly() {
         postmark(&mocks[1], "pm-2"),
         postmark(&mocks[2], "pm-3")
     );
-    let set = body(
-        app.put_json(
-            "/v1/environments/default/provider",
-            &app.admin_key,
-            &json!({"dsn": dsn}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let set = set_provider(&app, &dsn).await;
     assert_eq!(set["provider"]["mode"], "roundrobin");
     assert_eq!(set["provider"]["providers"].as_array().unwrap().len(), 3);
     let mut ids = Vec::new();
@@ -252,16 +248,7 @@ async fn concurrent_first_lookups_share_one_route() {
         postmark(&mocks[0], "pm-1"),
         postmark(&mocks[1], "pm-2")
     );
-    body(
-        app.put_json(
-            "/v1/environments/default/provider",
-            &app.admin_key,
-            &json!({"dsn": dsn}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    set_provider(&app, &dsn).await;
     let env = app
         .storage
         .find_environment("default")
@@ -287,16 +274,7 @@ async fn an_organization_is_routed_to_its_own_provider_and_sender() {
     let shared = mock(Faults::default()).await;
     let acme = mock(Faults::default()).await;
     let app = app(4).await;
-    body(
-        app.put_json(
-            "/v1/environments/default/provider",
-            &app.admin_key,
-            &json!({"dsn": postmark(&shared, "pm-shared")}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    set_provider(&app, &postmark(&shared, "pm-shared")).await;
     let path = "/v1/environments/default/organizations/acme/provider";
     let r = app.get(path, &app.admin_key).await;
     assert_eq!(error(r).await, expect(404, "not_found", None));
@@ -375,16 +353,7 @@ async fn patch(app: &TestApp, body: Value) -> reqwest::Response {
 async fn the_sandbox_delivers_allow_listed_recipients_and_captures_the_rest() {
     let provider = mock(Faults::default()).await;
     let app = app(4).await;
-    body(
-        app.put_json(
-            "/v1/environments/default/provider",
-            &app.admin_key,
-            &json!({"dsn": postmark(&provider, "pm-sandbox")}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    set_provider(&app, &postmark(&provider, "pm-sandbox")).await;
     let r = patch(
         &app,
         json!({"sandbox": {"enabled": true, "allow": ["Ann@Example.com", "@team.example"]}}),
