@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
+use mailgate_core::ids::EnvironmentId;
 use mailgate_core::provider::ProviderResolver;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_mock_provider::{spawn, Behavior, Faults, MockHandle};
@@ -49,6 +50,16 @@ async fn set_provider(app: &TestApp, dsn: &str) -> Value {
         200,
     )
     .await
+}
+
+/// The `default` environment's id.
+async fn default_environment(app: &TestApp) -> EnvironmentId {
+    app.storage
+        .find_environment("default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 fn postmark(m: &MockHandle, token: &str) -> String {
@@ -249,13 +260,7 @@ async fn concurrent_first_lookups_share_one_route() {
         postmark(&mocks[1], "pm-2")
     );
     set_provider(&app, &dsn).await;
-    let env = app
-        .storage
-        .find_environment("default")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let env = default_environment(&app).await;
     let mut lookups = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let providers = Arc::clone(&app.providers);
@@ -381,13 +386,7 @@ async fn the_sandbox_delivers_allow_listed_recipients_and_captures_the_rest() {
     assert!(e.iter().any(|e| e["type"] == "sandboxed"), "{e:?}");
     assert!(!provider.requests_by_id().contains_key(&held));
     assert_eq!(provider.accepted_by_id().get(&allowed), Some(&1));
-    let env_id = app
-        .storage
-        .find_environment("default")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let env_id = default_environment(&app).await;
     let captured = app.storage.list_captured(&env_id, 10).await.unwrap();
     assert!(
         captured.iter().any(|c| c.message_id.to_string() == held),
