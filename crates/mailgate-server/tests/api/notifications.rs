@@ -24,7 +24,7 @@ use mailgate_testkit::fake_provider::{FakeProvider, Scripted};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::support::{body, email_with};
+use super::support::{body, default_environment, email_with};
 
 /// One verified delivery.
 #[derive(Debug, Clone)]
@@ -173,15 +173,6 @@ async fn send(app: &TestApp) -> String {
     )
     .await;
     out["id"].as_str().unwrap().to_owned()
-}
-
-async fn env_id(app: &TestApp) -> EnvironmentId {
-    app.storage
-        .find_environment("default")
-        .await
-        .unwrap()
-        .unwrap()
-        .id
 }
 
 fn event(env: EnvironmentId, t: EventType, data: Value) -> NewEvent {
@@ -346,7 +337,7 @@ async fn event_stream_delivers_every_event_once_in_order_despite_errors_and_two_
 #[tokio::test]
 async fn reputation_numbers_and_one_notification_per_crossing() {
     let app = TestApp::builder().with_feeds(fast_feeds(), 2).spawn().await;
-    let env = env_id(&app).await;
+    let env = default_environment(&app).await;
     let (r, url) = Receiver::start().await;
     set_targets(&app, &r, json!({"webhook": {"url": url}}), "webhook").await;
 
@@ -394,7 +385,7 @@ async fn reputation_numbers_and_one_notification_per_crossing() {
 async fn critical_reputation_pauses_sending_when_asked() {
     let fake = FakeProvider::new();
     let app = with_fake(&fake).spawn().await;
-    let env = env_id(&app).await;
+    let env = default_environment(&app).await;
     append_events(&app.db.url, &batch(env, "fake", 100, 20, 0)).await;
     let rep = body(
         app.client

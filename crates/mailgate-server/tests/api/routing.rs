@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_core::dispatcher::DispatcherConfig;
-use mailgate_core::ids::EnvironmentId;
 use mailgate_core::provider::ProviderResolver;
 use mailgate_core::retry::RetryPolicy;
 use mailgate_mock_provider::{spawn, Behavior, Faults, MockHandle};
 use mailgate_testkit::app::TestApp;
 use serde_json::{json, Value};
 
-use super::support::{body, email_with, error, expect, wait_for_status};
+use super::support::{body, default_environment, email_with, error, expect, wait_for_status};
 
 async fn mock(faults: Faults) -> MockHandle {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -50,16 +49,6 @@ async fn set_provider(app: &TestApp, dsn: &str) -> Value {
         200,
     )
     .await
-}
-
-/// The `default` environment's id.
-async fn default_environment(app: &TestApp) -> EnvironmentId {
-    app.storage
-        .find_environment("default")
-        .await
-        .unwrap()
-        .unwrap()
-        .id
 }
 
 fn postmark(m: &MockHandle, token: &str) -> String {

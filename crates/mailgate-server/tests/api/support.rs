@@ -1,5 +1,7 @@
 //! Helpers shared by the API tests.
 
+use mailgate_core::ids::EnvironmentId;
+use mailgate_testkit::app::TestApp;
 use reqwest::Response;
 use serde_json::{json, Value};
 
@@ -105,4 +107,14 @@ pub async fn wait_for_status(
         );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+}
+
+/// The `default` environment's id.
+pub async fn default_environment(app: &TestApp) -> EnvironmentId {
+    app.storage
+        .find_environment("default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
