@@ -1,18 +1,22 @@
 //! The event indexer (SQLite): moves `message_events_pending` into `message_events`, the
-//! per-message index of the event log, in key order and in large batches (migration 0012 says
-//! why the index is written after the fact).
+//! per-message index of the event log, in key order and in large batches (migrations 0012 and
+//! 0014 say why the index is written after the fact, and through runs).
 //!
-//! A task of the store looks at the pending rows every `tick`. It moves them when they reach
-//! the high-water mark (events keep coming: a large batch, whose entries share leaf pages), when
-//! none arrived during the last tick (nobody waits), or when the last move is `max_wait` old (a
-//! trickle). A move reads a snapshot of the pending rows sorted by message, then indexes it in
-//! transactions of `slice` entries: each takes the write connection for a few milliseconds and a
-//! narrow range of the index, so a send or a webhook waits for one slice at most. Once all are
-//! indexed, it deletes the pending rows by ranges of seq, `slice` at a time: contiguous rows,
-//! a few whole pages, where deleting each slice's rows (in message order, so scattered over the
-//! whole table) dirtied nearly every page of it once per slice. In between an entry is both
-//! indexed and pending; readers ask `seq IN (SELECT seq FROM message_event_seqs …)`, set
-//! membership, so they find every event exactly once throughout.
+//! A task of the store looks at the log every `tick`. While events keep coming, it **seals** the
+//! pending rows into a sorted run (`message_event_runs`, keyed by the run first) once there are
+//! `high_water` of them: a run is appended at the right edge of its table, page after page, where
+//! putting the same entries into `message_events` dirtied most of its leaves, on the write
+//! connection the recordings wait for. Once the log is quiet for a tick (no event since the last
+//! look), it moves what is pending straight into the index and **merges** the oldest run into it,
+//! `slice` entries per transaction; if runs pile up past `max_runs` under sustained load, it
+//! merges while events come too, so readers never probe more than that many. A trickle of
+//! events is moved once the oldest pending one is `max_wait` old.
+//!
+//! Each transaction takes the write connection for a few milliseconds and a narrow range of the
+//! index, so a send or a webhook waits for one slice at most. Readers ask `seq IN (SELECT seq
+//! FROM message_event_seqs …)`, set membership, over the index, the listed runs and the pending
+//! rows: an entry is found wherever it is, and an entry in two places at once (a move stopped
+//! between indexing and deleting, or a pending row sealed by two processes) is still one event.
 
 use std::time::{Duration, Instant};
 
@@ -20,17 +24,21 @@ use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// When the event indexer moves pending entries and how many per transaction.
+/// When the event indexer seals, moves and merges entries, and how many per transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeferredEventIndex {
-    /// How often the indexer looks at the pending rows.
+    /// How often the indexer looks at the log.
     pub tick: Duration,
-    /// Pending rows that start a move while events keep coming.
+    /// Pending rows sealed into a run while events keep coming (readers scan the pending rows,
+    /// so they stay few).
     pub high_water: usize,
     /// Entries indexed per transaction.
     pub slice: usize,
     /// Longest pending rows wait while events trickle in.
     pub max_wait: Duration,
+    /// Runs allowed before the indexer merges while events keep coming (each is one more index
+    /// probe per read).
+    pub max_runs: usize,
 }
 
 impl Default for DeferredEventIndex {
@@ -40,12 +48,20 @@ impl Default for DeferredEventIndex {
             high_water: 32_768,
             slice: 4_096,
             max_wait: Duration::from_secs(5),
+            max_runs: 64,
         }
     }
 }
 
-/// How long the indexer leaves pending rows alone after a failed move.
+/// How long the indexer leaves the entries alone after a failed step.
 const MOVE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the indexer looks at each tick: the pending rows, the newest of them, the newest event
+/// of the log (whether events came since the last look) and the listed runs.
+const STATE: &str = "SELECT (SELECT count(*) FROM message_events_pending), \
+     (SELECT max(seq) FROM message_events_pending), \
+     (SELECT coalesce(max(seq), 0) FROM events), \
+     (SELECT count(*) FROM message_event_run_ids)";
 
 /// The pending rows up to a seq, sorted by message, as one JSON array of `[message_id, seq]`:
 /// one result row (sqlx hands each row of a result to the caller's thread on its own).
@@ -64,6 +80,43 @@ const INDEX_SLICE: &str = "INSERT INTO message_events (message_id, seq) \
 /// Deletes the pending rows of a range of seqs (`$1` < seq <= `$2`).
 const DELETE_RANGE: &str = "DELETE FROM message_events_pending WHERE seq > $1 AND seq <= $2";
 
+/// A new run's id: after every run there is (ids are never reused while listed).
+const NEXT_RUN: &str = "SELECT coalesce(max(run), 0) + 1 FROM message_event_run_ids";
+
+/// Writes the pending rows up to seq `$2` as run `$1`, in key order.
+const SEAL_RUN: &str = "INSERT INTO message_event_runs (run, message_id, seq) \
+     SELECT $1, message_id, seq FROM message_events_pending WHERE seq <= $2 \
+     ORDER BY message_id, seq";
+
+const LIST_RUN: &str = "INSERT INTO message_event_run_ids (run) VALUES ($1)";
+
+const DELETE_SEALED: &str = "DELETE FROM message_events_pending WHERE seq <= $1";
+
+const OLDEST_RUN: &str = "SELECT min(run) FROM message_event_run_ids";
+
+/// The key of run `$1`'s entry number `$2` (from 0) in key order: where a merge slice ends.
+const SLICE_END: &str = "SELECT message_id, seq FROM message_event_runs WHERE run = $1 \
+     ORDER BY message_id, seq LIMIT 1 OFFSET $2";
+
+/// Run `$1`'s entries up to the key `($2, $3)` (a range of its primary key) into the index, then
+/// deleted. Entries of messages gone since are dropped, as in `INDEX_SLICE`.
+const MERGE_SLICE: &str = "INSERT INTO message_events (message_id, seq) \
+     SELECT message_id, seq FROM message_event_runs AS r \
+     WHERE run = $1 AND (message_id, seq) <= ($2, $3) \
+     AND EXISTS (SELECT 1 FROM messages WHERE id = r.message_id) \
+     ON CONFLICT DO NOTHING";
+const DELETE_SLICE: &str =
+    "DELETE FROM message_event_runs WHERE run = $1 AND (message_id, seq) <= ($2, $3)";
+
+/// The rest of run `$1`, as `MERGE_SLICE` and `DELETE_SLICE`.
+const MERGE_REST: &str = "INSERT INTO message_events (message_id, seq) \
+     SELECT message_id, seq FROM message_event_runs AS r \
+     WHERE run = $1 AND EXISTS (SELECT 1 FROM messages WHERE id = r.message_id) \
+     ON CONFLICT DO NOTHING";
+const DELETE_REST: &str = "DELETE FROM message_event_runs WHERE run = $1";
+
+const UNLIST_RUN: &str = "DELETE FROM message_event_run_ids WHERE run = $1";
+
 /// The running indexer; `stop` ends it between two transactions.
 pub(crate) struct EventIndexer {
     stop: watch::Sender<bool>,
@@ -78,12 +131,49 @@ impl EventIndexer {
         Self { stop, task }
     }
 
-    /// Stops the indexer and waits for it (what is pending stays pending, where readers find
-    /// it, until the next start).
+    /// Stops the indexer and waits for it (what is pending or in runs stays there, where
+    /// readers find it, until the next start).
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// What the indexer saw at one look.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    pending: usize,
+    newest_pending: Option<i64>,
+    newest_event: i64,
+    runs: usize,
+}
+
+/// One step of keeping the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The pending rows up to this seq straight into the index.
+    Move(i64),
+    /// The pending rows up to this seq into a new run.
+    Seal(i64),
+    /// The oldest run into the index.
+    Merge,
+}
+
+/// The steps due, in order, given what the indexer saw: `quiet` when no event came since the
+/// last look, `stale` when pending rows have waited `max_wait`.
+fn steps_due(policy: &DeferredEventIndex, state: State, quiet: bool, stale: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(newest) = state.newest_pending {
+        if quiet || (stale && state.pending < policy.high_water) {
+            steps.push(Step::Move(newest));
+        } else if state.pending >= policy.high_water {
+            steps.push(Step::Seal(newest));
+        }
+    }
+    if state.runs > 0 && (quiet || state.runs > policy.max_runs) {
+        steps.push(Step::Merge);
+    }
+    steps
 }
 
 async fn run(
@@ -100,43 +190,69 @@ async fn run(
             _ = stopped.changed() => break,
             () = tokio::time::sleep(policy.tick) => {}
         }
-        let state: Result<(i64, Option<i64>), sqlx::Error> =
-            sqlx::query_as("SELECT count(*), max(seq) FROM message_events_pending")
-                .fetch_one(&read)
-                .await;
-        let (pending, newest) = match state {
-            Ok((pending, Some(newest))) if pending > 0 => (pending, newest),
-            Ok(_) => {
-                last_seen = None;
-                continue;
-            }
-            // Before the migrations have run (an operator migrating by hand), there is no table.
+        let state = match look(&read).await {
+            Ok(state) => state,
+            // Before the migrations have run (an operator migrating by hand), there are no
+            // tables.
             Err(e) if e.to_string().contains("no such table") => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the pending event index failed");
                 continue;
             }
         };
-        let quiet = last_seen == Some(newest);
-        last_seen = Some(newest);
-        let full = usize::try_from(pending).unwrap_or(usize::MAX) >= policy.high_water;
-        if !(full || quiet || last_move.elapsed() >= policy.max_wait) {
-            continue;
+        let quiet = last_seen == Some(state.newest_event);
+        last_seen = Some(state.newest_event);
+        if state.newest_pending.is_none() {
+            last_move = Instant::now();
         }
-        last_move = Instant::now();
-        match move_pending(&read, &write, newest, policy.slice, &stopped).await {
-            Ok(moved) => tracing::debug!(moved, "message events indexed"),
-            Err(e) => {
-                // The rows stay pending, where readers find them; a broken database is not
-                // retried every tick.
+        let steps = steps_due(
+            &policy,
+            state,
+            quiet,
+            last_move.elapsed() >= policy.max_wait,
+        );
+        for step in steps {
+            if matches!(step, Step::Move(_) | Step::Seal(_)) {
+                last_move = Instant::now();
+            }
+            let done = match step {
+                Step::Move(newest) => move_pending(&read, &write, newest, policy.slice, &stopped)
+                    .await
+                    .map(|moved| tracing::debug!(moved, "message events indexed")),
+                Step::Seal(newest) => seal(&write, newest)
+                    .await
+                    .map(|run| tracing::debug!(run, "message events sealed into a run")),
+                Step::Merge => merge_oldest(&read, &write, policy.slice, &stopped)
+                    .await
+                    .map(|merged| tracing::debug!(merged, "a run of message events merged")),
+            };
+            if let Err(e) = done {
+                // The entries stay where they were, where readers find them; a broken
+                // database is not retried every tick.
                 tracing::warn!(error = %e, "indexing message events failed");
                 tokio::select! {
-                    _ = stopped.changed() => break,
+                    _ = stopped.changed() => return,
                     () = tokio::time::sleep(MOVE_BACKOFF) => {}
                 }
+                break;
             }
         }
     }
+}
+
+async fn look(read: &SqlitePool) -> Result<State, sqlx::Error> {
+    let (pending, newest_pending, newest_event, runs): (i64, Option<i64>, i64, i64) =
+        sqlx::query_as(STATE).fetch_one(read).await?;
+    Ok(State {
+        pending: usize::try_from(pending).unwrap_or(0),
+        newest_pending,
+        newest_event,
+        runs: usize::try_from(runs).unwrap_or(0),
+    })
+}
+
+fn stopping(stopped: &watch::Receiver<bool>) -> bool {
+    *stopped.borrow() || stopped.has_changed().is_err()
 }
 
 /// Indexes the pending entries up to `newest`, `slice` at a time in key order; returns how
@@ -155,10 +271,9 @@ async fn move_pending(
     let entries: Vec<(String, i64)> =
         serde_json::from_str(&snapshot).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let slice = slice.max(1);
-    let stopping = || *stopped.borrow() || stopped.has_changed().is_err();
     let mut moved = 0;
     for chunk in entries.chunks(slice) {
-        if stopping() {
+        if stopping(stopped) {
             // What is indexed stays pending too (found once, as above); the next move skips it.
             return Ok(moved);
         }
@@ -187,4 +302,350 @@ async fn move_pending(
         after = last;
     }
     Ok(moved)
+}
+
+/// Seals the pending entries up to `newest` into a new run, listed and taken out of the pending
+/// rows in one transaction; returns the run's id.
+async fn seal(write: &SqlitePool, newest: i64) -> Result<i64, sqlx::Error> {
+    let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+    let run: i64 = sqlx::query_scalar(NEXT_RUN).fetch_one(&mut *tx).await?;
+    sqlx::query(SEAL_RUN)
+        .bind(run)
+        .bind(newest)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(LIST_RUN).bind(run).execute(&mut *tx).await?;
+    sqlx::query(DELETE_SEALED)
+        .bind(newest)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Merges the oldest listed run into the index, `slice` entries per transaction in key order,
+/// and unlists it with its last entries; returns how many entries it indexed. Stops early if
+/// asked to (the rest of the run stays listed).
+async fn merge_oldest(
+    read: &SqlitePool,
+    write: &SqlitePool,
+    slice: usize,
+    stopped: &watch::Receiver<bool>,
+) -> Result<u64, sqlx::Error> {
+    let Some(run) = sqlx::query_scalar::<_, Option<i64>>(OLDEST_RUN)
+        .fetch_one(read)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let offset = i64::try_from(slice.max(1) - 1).unwrap_or(i64::MAX);
+    let mut merged = 0;
+    loop {
+        if stopping(stopped) {
+            return Ok(merged);
+        }
+        // Read on the write pool's transaction: the end is a key of this run as it is now.
+        let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+        let end: Option<(String, i64)> = sqlx::query_as(SLICE_END)
+            .bind(run)
+            .bind(offset)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (merge, delete) = if end.is_some() {
+            (MERGE_SLICE, DELETE_SLICE)
+        } else {
+            (MERGE_REST, DELETE_REST)
+        };
+        let bind = |sql| {
+            let q = sqlx::query(sql).bind(run);
+            match &end {
+                Some((id, seq)) => q.bind(id.clone()).bind(*seq),
+                None => q,
+            }
+        };
+        merged += bind(merge).execute(&mut *tx).await?.rows_affected();
+        bind(delete).execute(&mut *tx).await?;
+        if end.is_none() {
+            sqlx::query(UNLIST_RUN).bind(run).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if end.is_none() {
+            return Ok(merged);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mailgate_core::environment::{Environment, EnvironmentName};
+    use mailgate_core::ids::EnvironmentId;
+    use mailgate_core::Timestamp;
+    use sqlx::SqlitePool;
+    use tempfile::TempDir;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::pools::Pools;
+    use crate::{Database, StoreOptions};
+
+    /// A migrated SQLite file whose store's indexer never looks; its pools; an environment.
+    async fn file() -> (TempDir, Database, SqlitePool, SqlitePool, EnvironmentId) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            deferred_event_index: DeferredEventIndex {
+                tick: Duration::from_secs(3600),
+                ..DeferredEventIndex::default()
+            },
+            ..StoreOptions::default()
+        };
+        let url = format!("sqlite://{}", dir.path().join("mailgate.db").display());
+        let db = Database::connect(&url, &options).await.unwrap();
+        db.migrate().await.unwrap();
+        let env = Environment {
+            id: EnvironmentId::new(),
+            name: EnvironmentName::parse("default").unwrap(),
+            created_at: Timestamp(0),
+        };
+        db.storage().create_environment(&env).await.unwrap();
+        let Pools::Sqlite { read, write } = db.store.pools() else {
+            unreachable!("a SQLite file")
+        };
+        let (read, write) = (read.clone(), write.clone());
+        (dir, db, read, write, env.id)
+    }
+
+    /// A message of `env`, as few columns as the table needs.
+    async fn message(write: &SqlitePool, env: EnvironmentId, id: &str) {
+        sqlx::query(
+            "INSERT INTO messages (id, environment_id, status, tags, metadata, attempts, \
+             max_attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, 'sent', '[]', '{}', 1, 3, 0, 0, 0)",
+        )
+        .bind(id)
+        .bind(env.to_string())
+        .execute(write)
+        .await
+        .unwrap();
+    }
+
+    /// A `delivered` event about `message`, its index entry pending (as the writers leave it);
+    /// its seq.
+    async fn event(write: &SqlitePool, env: EnvironmentId, message: &str) -> i64 {
+        let mut tx = write.begin().await.unwrap();
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
+             VALUES (lower(hex(randomblob(16))), $1, $2, 'delivered', 0, '{}') RETURNING seq",
+        )
+        .bind(env.to_string())
+        .bind(message)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO message_events_pending (seq, environment_id, message_id) \
+             VALUES ($1, $2, $3)",
+        )
+        .bind(seq)
+        .bind(env.to_string())
+        .bind(message)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        seq
+    }
+
+    /// The seqs of `message`'s events that readers find, in the shape `list_events` asks.
+    async fn found(read: &SqlitePool, message: &str) -> Vec<i64> {
+        sqlx::query_scalar(
+            "SELECT seq FROM events WHERE message_id = $1 AND seq IN \
+             (SELECT seq FROM message_event_seqs WHERE message_id = $1) ORDER BY seq",
+        )
+        .bind(message)
+        .fetch_all(read)
+        .await
+        .unwrap()
+    }
+
+    /// (index, run entries, listed runs, pending) of the file.
+    async fn places(read: &SqlitePool) -> [i64; 4] {
+        let mut out = [0; 4];
+        for (n, table) in [
+            "message_events",
+            "message_event_runs",
+            "message_event_run_ids",
+            "message_events_pending",
+        ]
+        .iter()
+        .enumerate()
+        {
+            out[n] = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(read)
+                .await
+                .unwrap();
+        }
+        out
+    }
+
+    async fn plan(read: &SqlitePool, sql: &str, args: usize) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+        for _ in 0..args {
+            q = q.bind("m");
+        }
+        q.fetch_all(read)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.3)
+            .collect()
+    }
+
+    /// Pending entries are sealed into runs and runs merged into the index a slice at a time;
+    /// at every step each message's events are found, each once; runs are probed by their key;
+    /// entries already indexed (by another process) are skipped; deleting the environment
+    /// deletes its entries wherever they are.
+    #[tokio::test]
+    async fn runs_are_sealed_merged_and_read_once() {
+        let (_dir, db, read, write, env) = file().await;
+        let ids = ["m0", "m1", "m2"];
+        for id in ids {
+            message(&write, env, id).await;
+        }
+        let mut seqs: Vec<Vec<i64>> = vec![Vec::new(); 3];
+        for i in 0..12 {
+            seqs[i % 3].push(event(&write, env, ids[i % 3]).await);
+        }
+        let all_found = || async {
+            for (id, expected) in ids.iter().zip(&seqs) {
+                assert_eq!(&found(&read, id).await, expected, "{id}");
+            }
+        };
+        assert_eq!(places(&read).await, [0, 0, 0, 12]);
+        all_found().await;
+
+        // The first eight into run 1, the rest into run 2.
+        assert_eq!(seal(&write, seqs[1][2]).await.unwrap(), 1);
+        assert_eq!(places(&read).await, [0, 8, 1, 4]);
+        all_found().await;
+        assert_eq!(seal(&write, seqs[2][3]).await.unwrap(), 2);
+        assert_eq!(places(&read).await, [0, 12, 2, 0]);
+        all_found().await;
+
+        let list = "SELECT seq FROM events WHERE message_id = $1 AND seq IN \
+             (SELECT seq FROM message_event_seqs WHERE message_id = $2)";
+        let read_plan = plan(&read, list, 2).await;
+        assert!(
+            read_plan
+                .iter()
+                .any(|s| s.starts_with("SEARCH message_event_runs USING PRIMARY KEY")),
+            "{read_plan:?}"
+        );
+        assert!(
+            !read_plan
+                .iter()
+                .any(|s| s.starts_with("SCAN message_event_runs")),
+            "{read_plan:?}"
+        );
+        let slice_plan = plan(
+            &read,
+            &DELETE_SLICE.replace("$1", "1").replace("$3", "1"),
+            1,
+        )
+        .await;
+        assert!(
+            slice_plan[0]
+                .starts_with("SEARCH message_event_runs USING PRIMARY KEY (run=? AND (message_id,"),
+            "{slice_plan:?}"
+        );
+
+        // Run 1 merged three entries per transaction, then unlisted.
+        let (_stop, stopped) = watch::channel(false);
+        assert_eq!(merge_oldest(&read, &write, 3, &stopped).await.unwrap(), 8);
+        assert_eq!(places(&read).await, [8, 4, 1, 0]);
+        all_found().await;
+        // One of run 2's entries indexed elsewhere meanwhile: skipped, not an error.
+        sqlx::query("INSERT INTO message_events (message_id, seq) VALUES ('m2', $1)")
+            .bind(seqs[2][3])
+            .execute(&write)
+            .await
+            .unwrap();
+        assert_eq!(merge_oldest(&read, &write, 3, &stopped).await.unwrap(), 3);
+        assert_eq!(places(&read).await, [12, 0, 0, 0]);
+        all_found().await;
+        assert_eq!(merge_oldest(&read, &write, 3, &stopped).await.unwrap(), 0);
+
+        // A run, an entry pending and the index: all go with the environment.
+        event(&write, env, "m0").await;
+        seal(&write, i64::MAX).await.unwrap();
+        event(&write, env, "m1").await;
+        assert_eq!(places(&read).await, [12, 1, 1, 1]);
+        assert!(db.storage().delete_environment(&env).await.unwrap());
+        assert_eq!(places(&read).await, [0, 0, 1, 0]);
+        db.close().await;
+    }
+
+    /// A run whose message was deleted after the seal: its entries are dropped by the merge.
+    #[tokio::test]
+    async fn a_merge_drops_entries_of_messages_gone() {
+        let (_dir, db, read, write, env) = file().await;
+        message(&write, env, "m0").await;
+        message(&write, env, "m1").await;
+        event(&write, env, "m0").await;
+        event(&write, env, "m1").await;
+        seal(&write, i64::MAX).await.unwrap();
+        sqlx::query("DELETE FROM messages WHERE id = 'm1'")
+            .execute(&write)
+            .await
+            .unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        assert_eq!(merge_oldest(&read, &write, 8, &stopped).await.unwrap(), 1);
+        assert_eq!(places(&read).await, [1, 0, 0, 0]);
+        db.close().await;
+    }
+
+    /// What the indexer does at one look.
+    #[test]
+    fn steps_follow_the_policy() {
+        let policy = DeferredEventIndex {
+            high_water: 100,
+            max_runs: 4,
+            ..DeferredEventIndex::default()
+        };
+        let state = |pending: usize, runs: usize| State {
+            pending,
+            newest_pending: (pending > 0).then_some(7),
+            newest_event: 9,
+            runs,
+        };
+        // Quiet: pending straight into the index, then a run merged.
+        assert_eq!(
+            steps_due(&policy, state(5, 2), true, false),
+            [Step::Move(7), Step::Merge]
+        );
+        assert_eq!(steps_due(&policy, state(0, 1), true, false), [Step::Merge]);
+        assert_eq!(steps_due(&policy, state(0, 0), true, false), []);
+        // Events coming: a few pending wait; a high-water mark of them is sealed.
+        assert_eq!(steps_due(&policy, state(99, 4), false, false), []);
+        assert_eq!(
+            steps_due(&policy, state(100, 4), false, false),
+            [Step::Seal(7)]
+        );
+        // A trickle waited long enough: moved; a full mark is still sealed.
+        assert_eq!(
+            steps_due(&policy, state(3, 0), false, true),
+            [Step::Move(7)]
+        );
+        assert_eq!(
+            steps_due(&policy, state(150, 0), false, true),
+            [Step::Seal(7)]
+        );
+        // Too many runs: merged while events come.
+        assert_eq!(
+            steps_due(&policy, state(100, 5), false, false),
+            [Step::Seal(7), Step::Merge]
+        );
+    }
 }

@@ -291,6 +291,7 @@ async fn sqlite_message_events_are_found_once_while_pending_and_once_indexed() {
             high_water: 16,
             slice: 8,
             max_wait: std::time::Duration::from_secs(1),
+            max_runs: 64,
         },
         ..StoreOptions::default()
     };
