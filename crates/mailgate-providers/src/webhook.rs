@@ -181,10 +181,15 @@ pub(crate) fn recipient(s: &str) -> Option<EmailAddress> {
     EmailAddress::parse(inner.trim()).ok()
 }
 
-/// An instant from RFC 3339 text, falling back to `now`.
-pub(crate) fn rfc3339_or(s: Option<&str>, now: Timestamp) -> Timestamp {
-    s.and_then(Timestamp::parse).unwrap_or(now)
+/// An instant from RFC 3339 text, falling back to `fallback`.
+pub(crate) fn rfc3339_or(s: Option<&str>, fallback: Timestamp) -> Timestamp {
+    s.and_then(Timestamp::parse).unwrap_or(fallback)
 }
+
+/// The time of an event whose payload names none: the epoch. An event's time is part of its
+/// deduplication key (the store orders provider events by it), so it must be the same in every
+/// retry of the event — never the time it arrived.
+pub(crate) const NO_TIME: Timestamp = Timestamp(0);
 
 /// An instant from (fractional) Unix seconds.
 pub(crate) fn from_seconds(s: f64) -> Timestamp {

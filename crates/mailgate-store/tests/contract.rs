@@ -201,6 +201,102 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     db.close().await;
 }
 
+/// Provider events are keyed by the provider's time, then its id (migration 0015): the same id at
+/// the same time is a duplicate, whatever else differs; the row keeps an address only for a
+/// soft bounce, which the soft-bounce rule counts.
+#[tokio::test]
+async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses_only() {
+    use mailgate_core::address::EmailAddress;
+    use mailgate_core::event::NewEvent;
+    use mailgate_core::inbound::{BounceType, ProviderEvent};
+    use mailgate_core::store::{InboundRecord, RecordOutcome};
+
+    let t = TestDatabase::sqlite().await;
+    let path = t.url.trim_start_matches("sqlite://").to_owned();
+    let db = t.open().await;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let event = |id: &str, kind, bounce, ms| ProviderEvent {
+        provider: "postmark".into(),
+        provider_event_id: id.into(),
+        provider_message_id: None,
+        message_id: None,
+        event_type: kind,
+        bounce_type: bounce,
+        recipient: Some(EmailAddress::parse("a@example.com").unwrap()),
+        occurred_at: at(ms),
+        detail: serde_json::json!({}),
+    };
+    let events = [
+        event("e1", EventType::Delivered, None, 10),
+        event("e2", EventType::Bounced, Some(BounceType::Hard), 20),
+        event("e3", EventType::Bounced, Some(BounceType::Soft), 30),
+        // e1 again, and e1 again as its sender retries it (the same time): one duplicate each.
+        event("e1", EventType::Delivered, None, 10),
+    ];
+    let logs: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent {
+            id: mailgate_core::EventId::new(),
+            environment_id: env.id,
+            message_id: None,
+            event_type: e.event_type,
+            created_at: e.occurred_at,
+            data: serde_json::json!({}),
+        })
+        .collect();
+    let records: Vec<InboundRecord<'_>> = events
+        .iter()
+        .zip(&logs)
+        .map(|(event, new_event)| InboundRecord {
+            event,
+            new_event,
+            advance: None,
+        })
+        .collect();
+    let outcomes = s.record_inbound(&records, at(40)).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            RecordOutcome::Recorded,
+            RecordOutcome::Recorded,
+            RecordOutcome::Recorded,
+            RecordOutcome::Duplicate
+        ]
+    );
+    // A retry is parsed again: a new log event for the same provider event.
+    let again = NewEvent {
+        id: mailgate_core::EventId::new(),
+        ..logs[0].clone()
+    };
+    let retry = InboundRecord {
+        event: &events[0],
+        new_event: &again,
+        advance: None,
+    };
+    let retried = s.record_inbound(&[retry], at(50)).await.unwrap();
+    assert_eq!(retried, [RecordOutcome::Duplicate]);
+    assert_eq!(
+        row_counts(
+            &path,
+            None,
+            [
+                "provider_events",
+                "(SELECT 1 FROM provider_events WHERE address IS NOT NULL OR bounce_type IS NOT NULL)"
+            ]
+        )
+        .await,
+        (3, 1)
+    );
+    assert_eq!(
+        s.count_soft_bounces(&env.id, "a@example.com", at(0))
+            .await
+            .unwrap(),
+        1
+    );
+    db.close().await;
+}
+
 /// On a SQLite file every event after `queued` enters the per-message index after the fact
 /// (migration 0012): a message's events are found exactly once while pending, after a restart,
 /// and once the indexer has moved them; deleting the environment removes both kinds of entry.

@@ -20,6 +20,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use mailgate_core::{Clock as _, SystemClock};
 
 #[derive(Debug, Parser, Clone)]
 struct Args {
@@ -233,13 +234,15 @@ fn build_request(
                 .body(Full::new(Bytes::from(webhooks::postmark_delivery(
                     run,
                     seq,
+                    SystemClock.now(),
                     &id(seq),
                 ))))?
         }
         "sendgrid" => {
             let n = s.args.batch.max(1);
             let first = seq * n as u64;
-            let body = webhooks::sendgrid_batch(run, seq, n, |i| id(first + i as u64));
+            let body =
+                webhooks::sendgrid_batch(run, seq, n, SystemClock.now(), |i| id(first + i as u64));
             let ts = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs()

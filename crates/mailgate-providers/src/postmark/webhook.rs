@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::PostmarkConfig;
 use crate::webhook::{
-    ct_eq, invalid, recipient, rfc3339_or, WebhookError, WebhookOutcome, WebhookRequest,
+    ct_eq, invalid, recipient, rfc3339_or, WebhookError, WebhookOutcome, WebhookRequest, NO_TIME,
 };
 
 /// Checks the `Authorization: Basic …` header against the configured credentials.
@@ -46,20 +46,23 @@ pub(crate) fn authenticate(
 pub(crate) fn handle(
     config: &PostmarkConfig,
     req: &WebhookRequest,
-    now: Timestamp,
+    _now: Timestamp,
 ) -> Result<WebhookOutcome, WebhookError> {
     authenticate(config, req)?;
-    Ok(WebhookOutcome::Events(parse_body(req.body(), now)?))
+    Ok(WebhookOutcome::Events(parse_body(req.body(), NO_TIME)?))
 }
 
-/// Parses an authenticated body (one record).
-pub(crate) fn parse_body(body: &[u8], now: Timestamp) -> Result<Vec<ProviderEvent>, WebhookError> {
+/// Parses an authenticated body (one record); `fallback` is its time if it names none.
+pub(crate) fn parse_body(
+    body: &[u8],
+    fallback: Timestamp,
+) -> Result<Vec<ProviderEvent>, WebhookError> {
     let body: Value = serde_json::from_slice(body).map_err(invalid)?;
-    Ok(parse(&body, now)?.into_iter().collect())
+    Ok(parse(&body, fallback)?.into_iter().collect())
 }
 
 /// Normalizes one record; `None` for records mailgate does not track.
-pub(crate) fn parse(r: &Value, now: Timestamp) -> Result<Option<ProviderEvent>, WebhookError> {
+pub(crate) fn parse(r: &Value, fallback: Timestamp) -> Result<Option<ProviderEvent>, WebhookError> {
     let kind = r["RecordType"]
         .as_str()
         .ok_or_else(|| invalid("RecordType missing"))?;
@@ -135,7 +138,7 @@ pub(crate) fn parse(r: &Value, now: Timestamp) -> Result<Option<ProviderEvent>, 
             .as_str()
             .or(r["Email"].as_str())
             .and_then(recipient),
-        occurred_at: rfc3339_or(r[at].as_str(), now),
+        occurred_at: rfc3339_or(r[at].as_str(), fallback),
         detail,
     }))
 }

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::ResendConfig;
 use crate::webhook::{
     check_fresh, ct_eq, invalid, recipient, rfc3339_or, WebhookError, WebhookOutcome,
-    WebhookRequest,
+    WebhookRequest, NO_TIME,
 };
 
 /// base64(HMAC-SHA256(decoded secret, `id.timestamp.body`)).
@@ -75,17 +75,18 @@ pub(crate) fn handle(
         return Err(WebhookError::Unauthorized("signature mismatch".into()));
     }
     check_fresh(ts, now)?;
-    Ok(WebhookOutcome::Events(parse_body(id, req.body(), now)?))
+    Ok(WebhookOutcome::Events(parse_body(id, req.body(), NO_TIME)?))
 }
 
-/// Parses an authenticated body (`id` is the `svix-id`).
+/// Parses an authenticated body (`id` is the `svix-id`); `fallback` is its time if it names
+/// none.
 pub(crate) fn parse_body(
     id: &str,
     body: &[u8],
-    now: Timestamp,
+    fallback: Timestamp,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let body: Value = serde_json::from_slice(body).map_err(invalid)?;
-    parse(id, &body, now)
+    parse(id, &body, fallback)
 }
 
 /// The `mailgate_message_id` tag, from the map form or the older `[{name, value}]` form.
@@ -105,7 +106,7 @@ fn tag<'a>(tags: &'a Value, name: &str) -> Option<&'a str> {
 pub(crate) fn parse(
     id: &str,
     body: &Value,
-    now: Timestamp,
+    fallback: Timestamp,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let kind = body["type"]
         .as_str()
@@ -151,7 +152,7 @@ pub(crate) fn parse(
         } else {
             None
         },
-        occurred_at: rfc3339_or(body["created_at"].as_str(), now),
+        occurred_at: rfc3339_or(body["created_at"].as_str(), fallback),
         detail,
     }])
 }

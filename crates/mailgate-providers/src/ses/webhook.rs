@@ -262,29 +262,31 @@ pub(crate) async fn handle(
             tracing::info!("SNS subscription confirmed");
             Ok(WebhookOutcome::SubscriptionConfirmed)
         }
-        Some("Notification") => Ok(WebhookOutcome::Events(parse_notification(&m, now)?)),
+        // An event with no time of its own takes the notification's: the same in every retry.
+        Some("Notification") => Ok(WebhookOutcome::Events(parse_notification(&m, sent)?)),
         _ => Ok(WebhookOutcome::Ignored),
     }
 }
 
-/// Parses an authenticated SNS `Notification`: its `Message` is the SES event.
+/// Parses an authenticated SNS `Notification`: its `Message` is the SES event; `fallback` is
+/// the time of an event that names none.
 pub(crate) fn parse_notification(
     m: &Value,
-    now: Timestamp,
+    fallback: Timestamp,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let id = m["MessageId"]
         .as_str()
         .ok_or_else(|| invalid("no MessageId"))?;
     let inner: Value =
         serde_json::from_str(m["Message"].as_str().unwrap_or_default()).map_err(invalid)?;
-    parse(id, &inner, now)
+    parse(id, &inner, fallback)
 }
 
 /// Normalizes one SES event (either format) into one event per recipient.
 pub(crate) fn parse(
     sns_id: &str,
     e: &Value,
-    now: Timestamp,
+    fallback: Timestamp,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let kind = e["eventType"]
         .as_str()
@@ -355,7 +357,10 @@ pub(crate) fn parse(
             event_type,
             bounce_type,
             recipient: r.and_then(addr).as_deref().and_then(recipient),
-            occurred_at: rfc3339_or(s["timestamp"].as_str().or(mail["timestamp"].as_str()), now),
+            occurred_at: rfc3339_or(
+                s["timestamp"].as_str().or(mail["timestamp"].as_str()),
+                fallback,
+            ),
             detail,
         }
     };

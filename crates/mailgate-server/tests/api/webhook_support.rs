@@ -40,6 +40,14 @@ pub fn now_seconds() -> i64 {
     SystemClock.now().0 / 1000
 }
 
+/// When the test events happened (seconds since the epoch): the first time it is asked, then
+/// the same. A provider's retry carries the event's own time again (part of its deduplication
+/// key) under a fresh signature.
+pub fn event_seconds() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(now_seconds)
+}
+
 /// Sets the default environment's provider.
 pub async fn set_provider(app: &TestApp, config: Value) {
     body(

@@ -48,7 +48,7 @@ fn mailgun_sign(kind: Kind, a: &About, ts: i64) -> Hook {
     if let Some(m) = &a.message_id {
         vars["mailgate_message_id"] = m.clone().into();
     }
-    let data = json!({"event": event, "severity": severity, "id": a.event_id, "timestamp": ts as f64 + 0.25,
+    let data = json!({"event": event, "severity": severity, "id": a.event_id, "timestamp": super::webhook_support::event_seconds() as f64 + 0.25,
         "recipient": a.recipient, "delivery-status": {"code": 550, "message": "5.1.1 user unknown"},
         "message": {"headers": {"message-id": a.provider_message_id}}, "user-variables": vars});
     json_hook(
@@ -299,7 +299,8 @@ fn sendgrid_signer(key: &SigningKey) -> impl Fn(Kind, &About, i64) -> Hook + '_ 
             Kind::Bounced => ("bounce", Some("bounce")),
             Kind::Complained => ("spamreport", None),
         };
-        let mut e = json!({"email": a.recipient, "timestamp": ts, "event": event, "type": kind_type,
+        let at = super::webhook_support::event_seconds();
+        let mut e = json!({"email": a.recipient, "timestamp": at, "event": event, "type": kind_type,
             "sg_event_id": a.event_id, "reason": "550 5.1.1 unknown recipient", "status": "5.1.1"});
         if let Some(p) = &a.provider_message_id {
             e["sg_message_id"] =
@@ -309,7 +310,7 @@ fn sendgrid_signer(key: &SigningKey) -> impl Fn(Kind, &About, i64) -> Hook + '_ 
             e["mailgate_message_id"] = m.clone().into();
         }
         // A batch: the event and an untracked one; the body ends with CR LF like SendGrid's.
-        let mut raw = serde_json::to_vec(&json!([e, {"event": "group_resubscribe", "sg_event_id": format!("{}-x", a.event_id), "timestamp": ts}])).unwrap();
+        let mut raw = serde_json::to_vec(&json!([e, {"event": "group_resubscribe", "sg_event_id": format!("{}-x", a.event_id), "timestamp": at}])).unwrap();
         raw.extend_from_slice(b"\r\n");
         let mut signed = ts.to_string().into_bytes();
         signed.extend_from_slice(&raw);

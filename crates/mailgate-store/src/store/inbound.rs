@@ -4,8 +4,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use mailgate_core::event::{Event, EventQuery, NewEvent};
+use mailgate_core::event::{Event, EventQuery, EventType, NewEvent};
 use mailgate_core::ids::{EnvironmentId, MessageId};
+use mailgate_core::inbound::BounceType;
 use mailgate_core::message::MessageStatus;
 use mailgate_core::store::{
     EventStore, InboundRecord, InboundStore, MatchKey, MatchedMessage, RecipientMessage,
@@ -20,29 +21,39 @@ use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{MessageRow, MESSAGE_COLUMNS};
 
 /// Inserts provider events (`&[InboundRecord]`) by multi-row `VALUES`, skipping those recorded
-/// before (or earlier in the batch); evaluates to how many it inserted.
+/// before (or earlier in the batch); evaluates to how many it inserted. Keyed by the provider's
+/// time before its id (migration 0015); the bounce type and address are kept for soft bounces
+/// only, which the soft-bounce rule counts.
 macro_rules! insert_provider_events {
     ($tx:expr, $records:expr) => {{
         let records: &[InboundRecord<'_>] = $records;
         let mut inserted = 0u64;
         for chunk in records.chunks(VALUES_CHUNK) {
             let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO provider_events (environment_id, provider, provider_event_id, \
-                 event_id, message_id, type, bounce_type, address, occurred_at) ",
+                "INSERT INTO provider_events (environment_id, provider, occurred_at, \
+                 provider_event_id, event_id, bounce_type, address) ",
             );
             qb.push_values(chunk, |mut row, r| {
                 let (e, ev) = (r.event, r.new_event);
+                let soft =
+                    e.event_type == EventType::Bounced && e.bounce_type == Some(BounceType::Soft);
                 row.push_bind(ev.environment_id.to_string())
                     .push_bind(e.provider.as_str())
+                    .push_bind(e.occurred_at.0)
                     .push_bind(e.provider_event_id.as_str())
                     .push_bind(ev.id.to_string())
-                    .push_bind(ev.message_id.map(|m| m.to_string()))
-                    .push_bind(e.event_type.as_str())
-                    .push_bind(e.bounce_type.map(|b| b.as_str()))
-                    .push_bind(e.recipient.as_ref().map(|a| a.normalized()))
-                    .push_bind(e.occurred_at.0);
+                    .push_bind(soft.then_some("soft"))
+                    .push_bind(
+                        e.recipient
+                            .as_ref()
+                            .filter(|_| soft)
+                            .map(|a| a.normalized()),
+                    );
             });
-            qb.push(" ON CONFLICT (environment_id, provider, provider_event_id) DO NOTHING");
+            qb.push(
+                " ON CONFLICT (environment_id, provider, occurred_at, provider_event_id) \
+                 DO NOTHING",
+            );
             inserted += qb
                 .build()
                 .persistent(chunk.len() == VALUES_CHUNK)
@@ -60,10 +71,15 @@ macro_rules! insert_provider_events {
 /// inserted; any other was there before, or came first from another transaction (whose commit
 /// the insert waited for), or earlier in the array.
 fn stored_event_ids_sql(pools: &Pools) -> String {
+    let occurred_at = match pools {
+        Pools::Sqlite { .. } => "j.value ->> 'occurred_at'",
+        Pools::Postgres(_) => "(j.value ->> 'occurred_at')::bigint",
+    };
     format!(
         "SELECT {} FROM {} JOIN provider_events AS p \
              ON p.environment_id = j.value ->> 'environment_id' \
              AND p.provider = j.value ->> 'provider' \
+             AND p.occurred_at = {occurred_at} \
              AND p.provider_event_id = j.value ->> 'provider_event_id'",
         json_agg(pools, "p.event_id"),
         json_rows(pools)
@@ -141,6 +157,7 @@ fn provider_event_keys(records: &[InboundRecord<'_>]) -> String {
             serde_json::json!({
                 "environment_id": r.new_event.environment_id.to_string(),
                 "provider": r.event.provider,
+                "occurred_at": r.event.occurred_at.0,
                 "provider_event_id": r.event.provider_event_id,
             })
         })
@@ -321,7 +338,7 @@ impl InboundStore for SqlStore {
         let n: i64 = with_pool!(&self.pools, pool => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM provider_events WHERE environment_id = $1 AND address = $2 \
-                 AND type = 'bounced' AND bounce_type = 'soft' AND occurred_at >= $3",
+                 AND bounce_type = 'soft' AND occurred_at >= $3",
             )
             .bind(env.to_string())
             .bind(address)
