@@ -184,6 +184,24 @@ mod tests {
         ));
     }
 
+    /// An event's time is part of its deduplication key: a record that names none gets the
+    /// epoch, the same in every retry, never the time it arrived.
+    #[test]
+    fn a_record_without_a_time_gets_the_same_time_in_every_retry() {
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("hook:s3cret")
+        );
+        let times: Vec<Timestamp> = [Timestamp(1_000), Timestamp(9_000_000)]
+            .into_iter()
+            .map(|now| match handle(&config(), &req(Some(&good)), now).unwrap() {
+                WebhookOutcome::Events(events) => events[0].occurred_at,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(times, [NO_TIME, NO_TIME]);
+    }
+
     #[test]
     fn bounces_are_hard_by_type_code_or_inactive() {
         let hard = json!({"RecordType": "Bounce", "ID": 4323372036854775807_i64, "TypeCode": 1,
