@@ -379,9 +379,7 @@ async fn merge_oldest(
 mod tests {
     use std::time::Duration;
 
-    use mailgate_core::environment::{Environment, EnvironmentName};
     use mailgate_core::ids::EnvironmentId;
-    use mailgate_core::Timestamp;
     use sqlx::SqlitePool;
     use tempfile::TempDir;
     use tokio::sync::watch;
@@ -392,7 +390,6 @@ mod tests {
 
     /// A migrated SQLite file whose store's indexer never looks; its pools; an environment.
     async fn file() -> (TempDir, Database, SqlitePool, SqlitePool, EnvironmentId) {
-        let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {
             deferred_event_index: DeferredEventIndex {
                 tick: Duration::from_secs(3600),
@@ -400,20 +397,12 @@ mod tests {
             },
             ..StoreOptions::default()
         };
-        let url = format!("sqlite://{}", dir.path().join("mailgate.db").display());
-        let db = Database::connect(&url, &options).await.unwrap();
-        db.migrate().await.unwrap();
-        let env = Environment {
-            id: EnvironmentId::new(),
-            name: EnvironmentName::parse("default").unwrap(),
-            created_at: Timestamp(0),
-        };
-        db.storage().create_environment(&env).await.unwrap();
+        let (dir, _, db, env) = crate::test_file::migrated_file(&options).await;
         let Pools::Sqlite { read, write } = db.store.pools() else {
             unreachable!("a SQLite file")
         };
         let (read, write) = (read.clone(), write.clone());
-        (dir, db, read, write, env.id)
+        (dir, db, read, write, env)
     }
 
     /// A message of `env`, as few columns as the table needs.

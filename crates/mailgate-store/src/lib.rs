@@ -11,6 +11,8 @@ mod group_commit;
 mod pools;
 mod rows;
 mod store;
+#[cfg(test)]
+mod test_file;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -194,10 +194,12 @@ mod tests {
         );
         let times: Vec<Timestamp> = [Timestamp(1_000), Timestamp(9_000_000)]
             .into_iter()
-            .map(|now| match handle(&config(), &req(Some(&good)), now).unwrap() {
-                WebhookOutcome::Events(events) => events[0].occurred_at,
-                other => panic!("{other:?}"),
-            })
+            .map(
+                |now| match handle(&config(), &req(Some(&good)), now).unwrap() {
+                    WebhookOutcome::Events(events) => events[0].occurred_at,
+                    other => panic!("{other:?}"),
+                },
+            )
             .collect();
         assert_eq!(times, [NO_TIME, NO_TIME]);
     }

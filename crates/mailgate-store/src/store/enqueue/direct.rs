@@ -309,7 +309,6 @@ fn corrupt(e: mailgate_core::store::StoreError) -> rusqlite::Error {
 
 #[cfg(test)]
 mod tests {
-    use mailgate_core::environment::{Environment, EnvironmentName};
     use mailgate_core::ids::{EnvironmentId, MessageId};
     use mailgate_core::message::{Content, NewMessage};
     use mailgate_core::{Mailbox, Timestamp};
@@ -321,22 +320,7 @@ mod tests {
     /// A migrated SQLite file with one environment: its directory (kept alive), its path, the
     /// open database and the environment.
     pub(super) async fn migrated() -> (TempDir, PathBuf, Database, EnvironmentId) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mailgate.db");
-        let db = Database::connect(
-            &format!("sqlite://{}", path.display()),
-            &StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-        db.migrate().await.unwrap();
-        let env = Environment {
-            id: EnvironmentId::new(),
-            name: EnvironmentName::parse("default").unwrap(),
-            created_at: Timestamp(0),
-        };
-        db.storage().create_environment(&env).await.unwrap();
-        (dir, path, db, env.id)
+        crate::test_file::migrated_file(&StoreOptions::default()).await
     }
 
     /// A message of `env` created at `at` to the first of `to`, the rest in cc.
