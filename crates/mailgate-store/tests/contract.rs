@@ -69,6 +69,7 @@ contract!(
     queue::expired_lease_is_reclaimed_and_fences_old_worker,
     queue::complete_applies_and_skips_stale_tokens,
     queue::retry_flow,
+    queue::due_retries_go_ahead_of_later_first_attempts,
     messages::purge_content,
     events::list_events_filters_and_pages,
     events::capture_keeps_duplicates,

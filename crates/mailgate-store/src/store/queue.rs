@@ -14,20 +14,29 @@ use crate::error::db_error;
 use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{ClaimRow, CLAIM_COLUMNS};
 
+/// The claim's lanes, in the order they are served: expired leases, due retries, due first
+/// attempts. A retry keeps its place in line: once its backoff has passed it goes ahead of the
+/// messages accepted after it, instead of waiting behind the whole backlog again after each
+/// failure (migration 0016). Each lane is one scan of a partial index (`messages_leases`,
+/// `messages_retry_due`, `messages_due`), rather than one `OR` a planner would scan
+/// sequentially.
+///
 /// PostgreSQL: lock the candidates with `SKIP LOCKED` so concurrent claimers (in this process or
-/// another) split the work. Expired leases and due messages are found by two index scans (the
-/// partial indexes `messages_leases` and `messages_due`) instead of one `OR` the planner would
-/// scan sequentially. `$1` now, `$2` limit, `$3` lease end, `$4` lease token.
+/// another) split the work. `$1` now, `$2` limit, `$3` lease end, `$4` lease token.
 fn postgres_claim_sql() -> String {
     format!(
         "WITH expired AS ( \
              SELECT id FROM messages WHERE status = 'sending' AND locked_until < $1 \
              ORDER BY locked_until LIMIT $2 FOR UPDATE SKIP LOCKED \
+         ), retry AS ( \
+             SELECT id FROM messages WHERE status = 'queued' AND attempts > 0 \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED \
          ), due AS ( \
-             SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED \
+             SELECT id FROM messages WHERE status = 'queued' AND attempts = 0 \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED \
          ), picked AS ( \
-             SELECT id FROM expired UNION ALL SELECT id FROM due LIMIT $2 \
+             SELECT id FROM expired UNION ALL SELECT id FROM retry UNION ALL SELECT id FROM due \
+             LIMIT $2 \
          ) \
          UPDATE messages AS m SET status = 'sending', locked_until = $3, lease_token = $4, \
              attempts = m.attempts + 1, updated_at = $1 \
@@ -42,7 +51,7 @@ fn postgres_claim_sql() -> String {
 }
 
 /// SQLite: one `UPDATE` statement takes the single write lock for itself, so the selection and
-/// the update are atomic. Same parameters as the PostgreSQL form.
+/// the update are atomic. The same lanes and parameters as the PostgreSQL form.
 fn sqlite_claim_sql() -> String {
     format!(
         "UPDATE messages SET status = 'sending', locked_until = $3, lease_token = $4, \
@@ -51,8 +60,11 @@ fn sqlite_claim_sql() -> String {
              SELECT id FROM (SELECT id FROM messages WHERE status = 'sending' AND locked_until < $1 \
                              ORDER BY locked_until LIMIT $2) \
              UNION ALL \
-             SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
-                             ORDER BY next_attempt_at LIMIT $2) \
+             SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts > 0 \
+                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
+             UNION ALL \
+             SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts = 0 \
+                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
              LIMIT $2) \
          RETURNING {CLAIM_COLUMNS}"
     )
@@ -236,5 +248,44 @@ impl QueueStore for SqlStore {
         })
         .map_err(db_error)?;
         Ok(due.map(Timestamp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pools::Pools;
+    use crate::StoreOptions;
+
+    /// Each lane of the SQLite claim is a search of its own partial index: neither a backlog
+    /// of first attempts nor one of retries is walked to find the other lane's messages.
+    #[tokio::test]
+    async fn each_claim_lane_searches_its_index() {
+        let (_dir, _, db, _) = crate::test_file::migrated_file(&StoreOptions::default()).await;
+        let Pools::Sqlite { read, .. } = db.store.pools() else {
+            unreachable!("a SQLite file")
+        };
+        let explain = format!("EXPLAIN QUERY PLAN {}", super::sqlite_claim_sql());
+        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
+            .bind(0_i64)
+            .bind(64_i64)
+            .bind(1_i64)
+            .bind("token")
+            .fetch_all(read)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.3)
+            .collect();
+        for index in ["messages_leases", "messages_retry_due", "messages_due"] {
+            let search = format!("SEARCH messages USING INDEX {index} (");
+            assert!(
+                plan.iter().any(|step| step.starts_with(&search)),
+                "{index} not searched: {plan:?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN messages")),
+            "{plan:?}"
+        );
     }
 }

@@ -196,3 +196,54 @@ pub async fn retry_flow(db: Database) {
     let second = s.claim(1, at(30_000), lease).await.unwrap().remove(0);
     assert_eq!(second.attempt, 2);
 }
+
+/// A retry keeps its place in line: once due, it is claimed before first attempts that became
+/// due earlier but were accepted after it; a retry not yet due waits; the limit spans lanes.
+pub async fn due_retries_go_ahead_of_later_first_attempts(db: Database) {
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let lease = Duration::from_secs(60);
+    let (old, older) = (message(&env.id, at(0)), message(&env.id, at(0)));
+    s.enqueue(old.clone()).await.unwrap();
+    s.enqueue(older.clone()).await.unwrap();
+    let claimed = s.claim(2, at(0), lease).await.unwrap();
+    let deferred: Vec<_> = claimed
+        .iter()
+        .map(|c| {
+            let mut d = completion(c, MessageStatus::Queued);
+            d.next_attempt_at = Some(at(if c.id == old.id { 500 } else { 900 }));
+            d
+        })
+        .collect();
+    assert_eq!(s.complete(&deferred, at(10)).await.unwrap(), 2);
+    let fresh: Vec<_> = [100, 200, 300]
+        .map(|t| message(&env.id, at(t)))
+        .into_iter()
+        .collect();
+    for m in &fresh {
+        s.enqueue(m.clone()).await.unwrap();
+    }
+    let ids = |v: Vec<mailgate_core::message::ClaimedMessage>| {
+        let mut ids: Vec<_> = v.into_iter().map(|c| (c.id, c.attempt)).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<_>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids(s.claim(2, at(600), lease).await.unwrap()),
+        sorted(vec![(old.id, 2), (fresh[0].id, 1)]),
+        "the due retry first, then the oldest first attempt"
+    );
+    assert_eq!(
+        ids(s.claim(10, at(600), lease).await.unwrap()),
+        sorted(vec![(fresh[1].id, 1), (fresh[2].id, 1)]),
+        "a retry not yet due waits"
+    );
+    assert_eq!(
+        ids(s.claim(10, at(900), lease).await.unwrap()),
+        vec![(older.id, 2)]
+    );
+}
