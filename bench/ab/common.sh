@@ -17,12 +17,14 @@ start_mock() {
   MURL=$(listening mock)
 }
 
-# start_gateway ENV=VALUE...: `mailgate serve` on a fresh SQLite file in $T/gw, its provider SES
-# at the mock, plus the settings given and $GWENV; sets GP and GURL.
+# start_gateway ENV=VALUE...: `mailgate serve` on a fresh SQLite file in $T/gw, its provider
+# $DSN (default SES; MOCK in it stands for the mock's URL), plus the settings given and $GWENV;
+# sets GP and GURL.
+DSN=${DSN:-ses+api://AKIDBENCH:SECRETBENCH@default?region=us-east-1&endpoint=MOCK}
 start_gateway() {
   # shellcheck disable=SC2086 # GWENV is a list of settings
   (cd "$T/gw" && exec env RUST_LOG=warn MAILGATE_ADMIN_KEY=$KEY \
-    MAILGATE_PROVIDER__DEFAULT="ses+api://AKIDBENCH:SECRETBENCH@default?region=us-east-1&endpoint=$MURL" \
+    MAILGATE_PROVIDER__DEFAULT="${DSN//MOCK/${MURL:-}}" \
     MAILGATE_RETENTION__CONTENT_DAYS=0 "$@" ${GWENV:-} \
     "$BIN/mailgate" serve --listen 127.0.0.1:0 --database "sqlite://$T/gw/mg.db") >"$T/gw.out" 2>"$T/gw.err" &
   GP=$!

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # e2e.sh LABEL N [ERRORS] : N sends to a 0 ms mock (SES), prints delivered/s, timeline, CPU per msg.
-# env: BIN (default $CARGO_TARGET_DIR/release), GWENV (extra settings for the gateway), TIMELINE=N
+# env: BIN (default $CARGO_TARGET_DIR/release), GWENV (extra settings for the gateway), TIMELINE=N,
+#      DSN (the provider, MOCK for the mock's URL; default SES), KEEP=FILE (the gateway's stderr),
+#      KEEPDB=DIR (a copy of its data directory)
 set -u
 LABEL=$1; N=$2; ERR=${3:-none}
 . "$(dirname "$0")/common.sh"
@@ -32,4 +34,6 @@ PY
 [ -n "${TIMELINE:-}" ] && tail -${TIMELINE} $T/timeline
 curl -sf "$MURL/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k:v for k,v in d.items() if not isinstance(v,(dict,list))})' 
 kill $GP $MP; wait $GP $MP 2>/dev/null
+[ -n "${KEEP:-}" ] && cp "$T/gw.err" "$KEEP"
+[ -n "${KEEPDB:-}" ] && rm -rf "$KEEPDB" && cp -r "$T/gw" "$KEEPDB"
 rm -rf $T
