@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_core::event::{EventQuery, EventType};
-use mailgate_core::message::MessageStatus;
+use mailgate_core::message::{ClaimedMessage, MessageStatus};
 use mailgate_store::Database;
 
 use crate::support::*;
@@ -216,14 +216,11 @@ pub async fn due_retries_go_ahead_of_later_first_attempts(db: Database) {
         })
         .collect();
     assert_eq!(s.complete(&deferred, at(10)).await.unwrap(), 2);
-    let fresh: Vec<_> = [100, 200, 300]
-        .map(|t| message(&env.id, at(t)))
-        .into_iter()
-        .collect();
+    let fresh = [100, 200, 300].map(|t| message(&env.id, at(t)));
     for m in &fresh {
         s.enqueue(m.clone()).await.unwrap();
     }
-    let ids = |v: Vec<mailgate_core::message::ClaimedMessage>| {
+    let ids = |v: Vec<ClaimedMessage>| {
         let mut ids: Vec<_> = v.into_iter().map(|c| (c.id, c.attempt)).collect();
         ids.sort();
         ids
