@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::pools::Pools;
+use crate::test_file::{assert_searches, query_plan};
 use crate::{Database, StoreOptions};
 
 /// A migrated SQLite file whose store's indexer never looks; its pools; an environment.
@@ -101,20 +102,6 @@ async fn places(read: &SqlitePool) -> [i64; 4] {
     out
 }
 
-async fn plan(read: &SqlitePool, sql: &str, args: usize) -> Vec<String> {
-    let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-    for _ in 0..args {
-        q = q.bind("m");
-    }
-    q.fetch_all(read)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.3)
-        .collect()
-}
-
 /// Pending entries are sealed into runs and runs merged into the index a slice at a time;
 /// at every step each message's events are found, each once; runs are probed by their key;
 /// entries already indexed (by another process) are skipped; deleting the environment
@@ -148,20 +135,9 @@ async fn runs_are_sealed_merged_and_read_once() {
 
     let list = "SELECT seq FROM events WHERE message_id = $1 AND seq IN \
          (SELECT seq FROM message_event_seqs WHERE message_id = $2)";
-    let read_plan = plan(&read, list, 2).await;
-    assert!(
-        read_plan
-            .iter()
-            .any(|s| s.starts_with("SEARCH message_event_runs USING PRIMARY KEY")),
-        "{read_plan:?}"
-    );
-    assert!(
-        !read_plan
-            .iter()
-            .any(|s| s.starts_with("SCAN message_event_runs")),
-        "{read_plan:?}"
-    );
-    let slice_plan = plan(
+    let read_plan = query_plan(&read, list, 2).await;
+    assert_searches(&read_plan, "message_event_runs", "PRIMARY KEY");
+    let slice_plan = query_plan(
         &read,
         &DELETE_SLICE.replace("$1", "1").replace("$3", "1"),
         1,

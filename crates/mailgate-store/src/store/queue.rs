@@ -254,38 +254,20 @@ impl QueueStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use crate::pools::Pools;
+    use crate::test_file::{assert_searches, migrated_file, query_plan};
     use crate::StoreOptions;
 
     /// Each lane of the SQLite claim is a search of its own partial index: neither a backlog
     /// of first attempts nor one of retries is walked to find the other lane's messages.
     #[tokio::test]
     async fn each_claim_lane_searches_its_index() {
-        let (_dir, _, db, _) = crate::test_file::migrated_file(&StoreOptions::default()).await;
+        let (_dir, _, db, _) = migrated_file(&StoreOptions::default()).await;
         let Pools::Sqlite { read, .. } = db.store.pools() else {
             unreachable!("a SQLite file")
         };
-        let explain = format!("EXPLAIN QUERY PLAN {}", super::sqlite_claim_sql());
-        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
-            .bind(0_i64)
-            .bind(64_i64)
-            .bind(1_i64)
-            .bind("token")
-            .fetch_all(read)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.3)
-            .collect();
+        let plan = query_plan(read, &super::sqlite_claim_sql(), 4).await;
         for index in ["messages_leases", "messages_retry_due", "messages_due"] {
-            let search = format!("SEARCH messages USING INDEX {index} (");
-            assert!(
-                plan.iter().any(|step| step.starts_with(&search)),
-                "{index} not searched: {plan:?}"
-            );
+            assert_searches(&plan, "messages", &format!("INDEX {index} ("));
         }
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN messages")),
-            "{plan:?}"
-        );
     }
 }

@@ -383,17 +383,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter()
-                .any(|s| s.starts_with("SEARCH message_recipient_runs USING PRIMARY KEY")),
-            "{plan:?}"
-        );
-        assert!(
-            !plan
-                .iter()
-                .any(|s| s.starts_with("SCAN message_recipient_runs")),
-            "{plan:?}"
-        );
+        crate::test_file::assert_searches(&plan, "message_recipient_runs", "PRIMARY KEY");
 
         let slice_plan: String = c
             .query_row(
