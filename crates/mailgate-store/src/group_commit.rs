@@ -1,5 +1,6 @@
-//! Group commit for `enqueue`: one background writer takes every request waiting (up to a
-//! maximum), stores them all in one transaction, and answers each only after the commit.
+//! Group commit: one background writer takes every job waiting (up to a maximum) — sends to
+//! store and, on a SQLite file, claims and completions — runs them all in one transaction, and
+//! answers each only after the commit.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{db_error, BatchFailed};
 use crate::pools::{Pools, WriteConnection};
+use crate::rows::ClaimRow;
 use crate::store::enqueue::{write_batch, DirectWriter, PreparedMessage};
+use crate::store::queue::direct::{ClaimJob, CompleteJob};
+
+mod turn;
 
 /// One waiting `enqueue`.
 pub(crate) struct Request {
@@ -19,17 +24,45 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<EnqueueOutcome, StoreError>>,
 }
 
+/// Where a job's answer goes, after the commit.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What the writer is asked to do. Sends are most of the jobs and travel unboxed, as they did
+/// when they were the only kind (the channel's slots are the size of one).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Job {
+    /// Store a send.
+    Enqueue(Request),
+    /// Claim due messages (a SQLite file only).
+    Claim(ClaimJob, Reply<Vec<ClaimRow>>),
+    /// Record delivery outcomes (a SQLite file only).
+    Complete(CompleteJob, Reply<usize>),
+}
+
+impl Job {
+    /// Answers the job with `error`.
+    fn fail(self, error: StoreError) {
+        // A caller that gave up has nothing to be told.
+        match self {
+            Self::Enqueue(r) => drop(r.reply.send(Err(error))),
+            Self::Claim(_, reply) => drop(reply.send(Err(error))),
+            Self::Complete(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
 /// Starts the writer on a thread of its own, with a single-threaded runtime. A batch takes
 /// several round trips to the database, and each resumes the writer: on the shared runtime every
 /// resumption waited behind the request handlers that were filling the next batch, which made
 /// the writer — the one thing every send waits for — the slowest task in the process. With
-/// `direct` (a SQLite file), batches are written on the thread's own connection. It stops once
-/// every sender is dropped and the queue is drained; `stopped` fires then.
+/// `direct` (a SQLite file), every job is run on the thread's own connection (`turn`);
+/// otherwise the writer only stores sends. It stops once every sender is dropped and the queue
+/// is drained; `stopped` fires then.
 pub(crate) fn spawn(
     pools: Pools,
     direct: Option<DirectWriter>,
     group_commit_max: usize,
-) -> (mpsc::Sender<Request>, oneshot::Receiver<()>) {
+) -> (mpsc::Sender<Job>, oneshot::Receiver<()>) {
     let max = group_commit_max.max(1);
     let (tx, rx) = mpsc::channel(max.saturating_mul(2));
     let (stopped_tx, stopped) = oneshot::channel();
@@ -67,7 +100,7 @@ const QUIET: Duration = Duration::from_millis(20);
 async fn run(
     pools: Pools,
     mut direct: Option<DirectWriter>,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: mpsc::Receiver<Job>,
     max: usize,
 ) {
     let mut batch = Vec::with_capacity(max);
@@ -104,22 +137,20 @@ async fn run(
         let mut conn = match WriteConnection::acquire(&pools).await {
             Ok(conn) => conn,
             Err(e) => {
-                answer(&mut batch, |_| Err(unavailable(&e)));
+                for job in batch.drain(..) {
+                    job.fail(unavailable(&e));
+                }
                 continue;
             }
         };
         let held = Instant::now();
         loop {
-            let outcomes = commit(&mut conn, direct.as_mut(), &batch).await;
+            let failed = match direct.as_mut() {
+                Some(direct) => turn::run(direct, &mut batch),
+                None => pooled_turn(&mut conn, &mut batch).await,
+            };
             // The database failed (not a statement): give the connection back, so the pool
             // checks it, rather than sending the next batch down it.
-            let failed = outcomes
-                .iter()
-                .any(|o| matches!(o, Err(StoreError::Unavailable(_))));
-            for (request, outcome) in batch.drain(..).zip(outcomes) {
-                // A caller that gave up still has its message stored; nothing to undo.
-                let _ = request.reply.send(outcome);
-            }
             if failed {
                 break;
             }
@@ -151,14 +182,28 @@ async fn run(
     tracing::debug!("enqueue writer stopped");
 }
 
-/// Answers every request of the batch with `outcome`.
-fn answer(
-    batch: &mut Vec<Request>,
-    outcome: impl Fn(&PreparedMessage) -> Result<EnqueueOutcome, StoreError>,
-) {
-    for request in batch.drain(..) {
-        let _ = request.reply.send(outcome(&request.message));
+/// Stores the sends of `jobs` through the pool (PostgreSQL, SQLite in memory), answers them,
+/// and says whether the database failed. Claims and completions never come here: without a
+/// direct writer the store runs them on its pool.
+async fn pooled_turn(conn: &mut WriteConnection, jobs: &mut Vec<Job>) -> bool {
+    let mut sends = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        match job {
+            Job::Enqueue(request) => sends.push(request),
+            other => other.fail(StoreError::Unavailable(Box::new(BatchFailed(
+                "the queue runs on the pool here, not on the writer".into(),
+            )))),
+        }
     }
+    let outcomes = commit(conn, &sends).await;
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, Err(StoreError::Unavailable(_))));
+    for (request, outcome) in sends.into_iter().zip(outcomes) {
+        // A caller that gave up still has its message stored; nothing to undo.
+        let _ = request.reply.send(outcome);
+    }
+    failed
 }
 
 fn unavailable(e: &impl ToString) -> StoreError {
@@ -170,11 +215,10 @@ fn unavailable(e: &impl ToString) -> StoreError {
 /// its neighbours; if the database itself failed, every waiter gets `Unavailable`.
 async fn commit(
     conn: &mut WriteConnection,
-    mut direct: Option<&mut DirectWriter>,
     batch: &[Request],
 ) -> Vec<Result<EnqueueOutcome, StoreError>> {
     let messages: Vec<&PreparedMessage> = batch.iter().map(|r| &r.message).collect();
-    match write(conn, direct.as_deref_mut(), &messages).await {
+    match write(conn, &messages).await {
         Ok(outcomes) => {
             tracing::debug!(size = outcomes.len(), "enqueue batch committed");
             outcomes.into_iter().map(Ok).collect()
@@ -183,7 +227,7 @@ async fn commit(
             tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
             let mut outcomes = Vec::with_capacity(messages.len());
             for m in messages {
-                let one = write(conn, direct.as_deref_mut(), &[m]).await;
+                let one = write(conn, &[m]).await;
                 outcomes.push(match one {
                     Ok(mut v) => v
                         .pop()
@@ -197,9 +241,6 @@ async fn commit(
         Err(WriteError::Refused(e)) => vec![Err(e)],
         Err(WriteError::Failed(e)) => {
             tracing::error!(error = %e, size = messages.len(), "enqueue batch failed");
-            if let Some(direct) = direct {
-                direct.reset();
-            }
             messages.iter().map(|_| Err(unavailable(&e))).collect()
         }
     }
@@ -213,39 +254,13 @@ enum WriteError {
     Failed(String),
 }
 
-/// Writes a batch on the direct connection if there is one, else on `conn`.
+/// Writes a batch on `conn`.
 async fn write(
     conn: &mut WriteConnection,
-    direct: Option<&mut DirectWriter>,
     messages: &[&PreparedMessage],
 ) -> Result<Vec<EnqueueOutcome>, WriteError> {
-    match direct {
-        Some(direct) => direct.write_batch(messages).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                WriteError::Refused(constraint_error(f.extended_code, e))
-            }
-            rusqlite::Error::FromSqlConversionFailure(_, _, e) => {
-                WriteError::Refused(StoreError::Corrupt(e.to_string()))
-            }
-            e => WriteError::Failed(e.to_string()),
-        }),
-        None => write_batch(conn, messages).await.map_err(|e| match e {
-            e @ sqlx::Error::Database(_) => WriteError::Refused(db_error(e)),
-            e => WriteError::Failed(e.to_string()),
-        }),
-    }
-}
-
-/// A constraint the direct connection hit, as `db_error` maps sqlx's: a unique violation is a
-/// `Conflict`, any other refusal `Unavailable`.
-fn constraint_error(extended_code: i32, e: rusqlite::Error) -> StoreError {
-    const UNIQUE: i32 = 2067; // SQLITE_CONSTRAINT_UNIQUE
-    const PRIMARY_KEY: i32 = 1555; // SQLITE_CONSTRAINT_PRIMARYKEY
-    if extended_code == UNIQUE || extended_code == PRIMARY_KEY {
-        StoreError::Conflict(e.to_string())
-    } else {
-        StoreError::Unavailable(Box::new(e))
-    }
+    write_batch(conn, messages).await.map_err(|e| match e {
+        e @ sqlx::Error::Database(_) => WriteError::Refused(db_error(e)),
+        e => WriteError::Failed(e.to_string()),
+    })
 }

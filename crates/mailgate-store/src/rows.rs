@@ -164,6 +164,27 @@ pub(crate) const CLAIM_COLUMNS: &str =
      organization, sandboxed";
 
 impl ClaimRow {
+    /// A row of the SQLite writer's own connection (`rusqlite`), in `CLAIM_COLUMNS` order.
+    pub(crate) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            environment_id: row.get(1)?,
+            attempts: row.get(2)?,
+            max_attempts: row.get(3)?,
+            lease_token: row.get(4)?,
+            content: row.get(5)?,
+            tags: row.get(6)?,
+            metadata: row.get(7)?,
+            provider_options: row.get(8)?,
+            idempotency_key: row.get(9)?,
+            expires_at: row.get(10)?,
+            track_opens: row.get(11)?,
+            track_links: row.get(12)?,
+            organization: row.get(13)?,
+            sandboxed: row.get(14)?,
+        })
+    }
+
     /// The domain value; a claimed message always has its content.
     pub(crate) fn into_domain(self) -> Result<ClaimedMessage, StoreError> {
         let content = self.content.as_deref().ok_or_else(|| {

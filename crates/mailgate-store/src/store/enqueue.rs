@@ -5,18 +5,18 @@ use mailgate_core::event::{EventType, NewEvent};
 use mailgate_core::message::{EnqueueOutcome, NewMessage};
 use mailgate_core::store::StoreError;
 use mailgate_core::suppression::Suppression;
-use tokio::sync::oneshot;
 
 use super::suppressions::select_suppressed;
 use super::{insert_event, SqlStore};
-use crate::error::{Closed, WriterGone};
-use crate::group_commit::Request;
+use crate::group_commit::{Job, Request};
 use crate::pools::{with_connection, BeginWriteOn, WriteConnection};
 use crate::rows::{parse_id, to_json};
 
 mod direct;
+#[cfg(test)]
+pub(crate) use direct::tests::{message, migrated, prepared};
 pub use direct::DeferredRecipients;
-pub(crate) use direct::DirectWriter;
+pub(crate) use direct::{pending_recipients, write_batch_on, DirectWriter};
 
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.
 pub(crate) struct PreparedMessage {
@@ -78,6 +78,12 @@ impl PreparedMessage {
         })
     }
 
+    /// The message's id.
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> mailgate_core::ids::MessageId {
+        self.message.id
+    }
+
     /// `messages.organization`.
     fn organization(&self) -> Option<String> {
         self.message
@@ -99,21 +105,9 @@ impl SqlStore {
         &self,
         message: NewMessage,
     ) -> Result<EnqueueOutcome, StoreError> {
-        let prepared = PreparedMessage::new(message)?;
-        let writer = self
-            .writer()
-            .ok_or_else(|| StoreError::Unavailable(Box::new(Closed)))?;
-        let (reply, answer) = oneshot::channel();
-        writer
-            .send(Request {
-                message: prepared,
-                reply,
-            })
+        let message = PreparedMessage::new(message)?;
+        self.on_writer(|reply| Job::Enqueue(Request { message, reply }))
             .await
-            .map_err(|_| StoreError::Unavailable(Box::new(Closed)))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable(Box::new(WriterGone)))?
     }
 }
 

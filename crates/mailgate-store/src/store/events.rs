@@ -13,10 +13,23 @@ use crate::rows::EventRow;
 /// The rows a backend reads a JSON array parameter (`$1`) as, each element as `j.value`.
 pub(super) fn json_rows(pools: &Pools) -> &'static str {
     match pools {
-        Pools::Sqlite { .. } => "json_each($1) AS j",
+        Pools::Sqlite { .. } => SQLITE_JSON_ROWS,
         Pools::Postgres(_) => "jsonb_array_elements($1::jsonb) AS j(value)",
     }
 }
+
+/// [`json_rows`] on SQLite.
+pub(super) const SQLITE_JSON_ROWS: &str = "json_each($1) AS j";
+
+/// SQLite: the newest event's seq (0: none), before a batch appends.
+pub(super) const NEWEST_EVENT_SEQ: &str = "SELECT COALESCE(max(seq), 0) FROM events";
+
+/// SQLite: leaves pending the index entries of the events after `$1` that are about a message
+/// and not `queued` (migration 0012).
+pub(super) const DEFER_MESSAGE_EVENTS: &str =
+    "INSERT INTO message_events_pending (seq, environment_id, message_id) \
+     SELECT seq, environment_id, message_id FROM events \
+     WHERE seq > $1 AND message_id IS NOT NULL AND type <> 'queued'";
 
 /// Rows per multi-row `INSERT … VALUES` of the batch writers: full chunks reuse one prepared
 /// statement; the remainder's is prepared for the occasion.
@@ -36,21 +49,15 @@ pub(crate) trait MessageEventIndex {
 
 impl MessageEventIndex for sqlx::SqliteConnection {
     async fn newest_event_seq(&mut self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM events")
-            .fetch_one(self)
-            .await
+        sqlx::query_scalar(NEWEST_EVENT_SEQ).fetch_one(self).await
     }
 
     async fn defer_message_events_after(&mut self, seq: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO message_events_pending (seq, environment_id, message_id) \
-             SELECT seq, environment_id, message_id FROM events \
-             WHERE seq > $1 AND message_id IS NOT NULL AND type <> 'queued'",
-        )
-        .bind(seq)
-        .execute(self)
-        .await
-        .map(|_| ())
+        sqlx::query(DEFER_MESSAGE_EVENTS)
+            .bind(seq)
+            .execute(self)
+            .await
+            .map(|_| ())
     }
 }
 

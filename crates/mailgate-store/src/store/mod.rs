@@ -10,7 +10,7 @@ mod keys;
 mod limits;
 mod messages;
 mod providers;
-mod queue;
+pub(crate) mod queue;
 mod reputation;
 pub(crate) mod suppressions;
 mod templates;
@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::HotCache;
 use crate::error::db_error;
+use crate::error::{Closed, WriterGone};
 use crate::event_index::{DeferredEventIndex, EventIndexer};
-use crate::group_commit::{self, Request};
+use crate::group_commit::{self, Job};
 use crate::pools::{with_pool, Pools};
 
 /// The storage of one database: its pool and the enqueue writer's inbox.
@@ -31,7 +32,9 @@ pub(crate) struct SqlStore {
     pools: Pools,
     /// Copies of the rows every request reads (keys, environments, settings).
     cache: HotCache,
-    writer: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    /// A SQLite file: the writer also claims and completes (`queue::direct`).
+    queue_on_writer: bool,
     /// Fires when the writer has drained its queue and stopped.
     writer_stopped: Mutex<Option<oneshot::Receiver<()>>>,
     /// SQLite: the task that indexes message events after the fact (migration 0012).
@@ -48,6 +51,7 @@ impl SqlStore {
         cache_ttl: std::time::Duration,
         event_index: DeferredEventIndex,
     ) -> Self {
+        let queue_on_writer = direct.is_some();
         let (tx, stopped) = group_commit::spawn(pools.clone(), direct, group_commit_max);
         let indexer = match &pools {
             Pools::Sqlite { read, write } => Some(EventIndexer::spawn(
@@ -61,6 +65,7 @@ impl SqlStore {
             pools,
             cache: HotCache::new(cache_ttl),
             writer: Mutex::new(Some(tx)),
+            queue_on_writer,
             writer_stopped: Mutex::new(Some(stopped)),
             indexer: Mutex::new(indexer),
         }
@@ -87,8 +92,32 @@ impl SqlStore {
     }
 
     /// The writer's inbox, unless the store is closed.
-    fn writer(&self) -> Option<mpsc::Sender<Request>> {
+    fn writer(&self) -> Option<mpsc::Sender<Job>> {
         lock(&self.writer).clone()
+    }
+
+    /// Whether claims and completions go to the writer (a SQLite file) rather than the pool.
+    fn queue_on_writer(&self) -> bool {
+        self.queue_on_writer
+    }
+
+    /// Hands the writer the job `job(reply)` makes and waits for its answer, which comes after
+    /// the commit.
+    async fn on_writer<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let writer = self
+            .writer()
+            .ok_or_else(|| StoreError::Unavailable(Box::new(Closed)))?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::Unavailable(Box::new(Closed)))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable(Box::new(WriterGone)))?
     }
 }
 

@@ -11,8 +11,11 @@ use mailgate_core::Timestamp;
 use super::events::{append_events, json_rows};
 use super::SqlStore;
 use crate::error::db_error;
+use crate::group_commit::Job;
 use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{ClaimRow, CLAIM_COLUMNS};
+
+pub(crate) mod direct;
 
 /// The claim's lanes, in the order they are served: expired leases, due retries, due first
 /// attempts. A retry keeps its place in line: once its backoff has passed it goes ahead of the
@@ -52,20 +55,22 @@ fn postgres_claim_sql() -> String {
 
 /// SQLite: one `UPDATE` statement takes the single write lock for itself, so the selection and
 /// the update are atomic. The same lanes and parameters as the PostgreSQL form.
+/// The limits are written `+$2`: SQLite (3.54) plans a `LIMIT` of a bare parameter with the
+/// value bound, so binding it again — every claim — compiled the statement again.
 fn sqlite_claim_sql() -> String {
     format!(
         "UPDATE messages SET status = 'sending', locked_until = $3, lease_token = $4, \
              attempts = attempts + 1, updated_at = $1 \
          WHERE id IN ( \
              SELECT id FROM (SELECT id FROM messages WHERE status = 'sending' AND locked_until < $1 \
-                             ORDER BY locked_until LIMIT $2) \
+                             ORDER BY locked_until LIMIT +$2) \
              UNION ALL \
              SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts > 0 \
-                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
+                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT +$2) \
              UNION ALL \
              SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts = 0 \
-                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
-             LIMIT $2) \
+                             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT +$2) \
+             LIMIT +$2) \
          RETURNING {CLAIM_COLUMNS}"
     )
 }
@@ -74,7 +79,8 @@ fn sqlite_claim_sql() -> String {
 /// fenced by its lease token, at `$2`; returns the id and secrets of each message it changed.
 /// One statement for the whole batch: per completion, SQLite paid a round trip to its
 /// connection's thread, and PostgreSQL one over the network.
-fn complete_sql(pools: &Pools) -> String {
+/// The completion update, reading its rows from the JSON array `$1` as `rows` (`json_rows`).
+fn complete_sql(rows: &str) -> String {
     format!(
         "UPDATE messages SET status = j.value ->> 'status', \
              next_attempt_at = COALESCE(CAST(j.value ->> 'next_attempt_at' AS BIGINT), next_attempt_at), \
@@ -85,7 +91,7 @@ fn complete_sql(pools: &Pools) -> String {
          FROM {} \
          WHERE messages.id = j.value ->> 'id' AND messages.lease_token = j.value ->> 'lease_token' \
          RETURNING messages.id, messages.secrets",
-        json_rows(pools)
+        rows
     )
 }
 
@@ -161,6 +167,11 @@ impl QueueStore for SqlStore {
         }
         // One fresh token per claim: 80 random bits, so a re-claim never reuses a token.
         let token = ulid::Ulid::new().to_string();
+        if self.queue_on_writer() {
+            let job = direct::ClaimJob::new(limit, now, now.plus(lease), token);
+            let rows = self.on_writer(|reply| Job::Claim(job, reply)).await?;
+            return rows.into_iter().map(ClaimRow::into_domain).collect();
+        }
         let sql = match &self.pools {
             Pools::Sqlite { .. } => sqlite_claim_sql(),
             Pools::Postgres(_) => postgres_claim_sql(),
@@ -190,7 +201,11 @@ impl QueueStore for SqlStore {
             .iter()
             .map(|c| (c.message_id.to_string(), c.status))
             .collect();
-        let update = complete_sql(&self.pools);
+        if self.queue_on_writer() {
+            let job = direct::CompleteJob::new(completions, now);
+            return self.on_writer(|reply| Job::Complete(job, reply)).await;
+        }
+        let update = complete_sql(json_rows(&self.pools));
         let rows = completion_rows(completions);
         with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
@@ -253,9 +268,70 @@ impl QueueStore for SqlStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use mailgate_core::environment::{Environment, EnvironmentName};
+    use mailgate_core::ids::EnvironmentId;
+    use mailgate_core::message::{EnqueueOutcome, MessageStatus};
+    use mailgate_core::store::Completion;
+    use mailgate_core::Timestamp;
+
     use crate::pools::Pools;
+    use crate::store::enqueue::message;
     use crate::test_file::{assert_searches, migrated_file, query_plan};
-    use crate::StoreOptions;
+    use crate::{Database, StoreOptions};
+
+    /// A SQLite database without a file path of its own (a `file:` URI) has no direct writer:
+    /// its pool claims and completes, with the same statements.
+    #[tokio::test]
+    async fn without_a_direct_writer_the_pool_claims_and_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:file:{}?mode=rwc", dir.path().join("m.db").display());
+        let db = Database::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        assert!(!db.store.queue_on_writer(), "the pool's path");
+        let store = db.storage();
+        let env = Environment {
+            id: EnvironmentId::new(),
+            name: EnvironmentName::parse("default").unwrap(),
+            created_at: Timestamp(0),
+        };
+        store.create_environment(&env).await.unwrap();
+        let m = message(env.id, 1_000, &["a@example.com"]);
+        let id = m.id;
+        assert!(matches!(store.enqueue(m).await.unwrap(), EnqueueOutcome::Created(c) if c == id));
+        let lease = Duration::from_secs(60);
+        let claimed = store.claim(8, Timestamp(1_000), lease).await.unwrap();
+        let [c] = &claimed[..] else {
+            panic!("one message claimed: {claimed:?}")
+        };
+        assert_eq!((c.id, c.attempt), (id, 1));
+        let done = Completion {
+            message_id: id,
+            lease_token: c.lease_token.clone(),
+            status: MessageStatus::Sent,
+            next_attempt_at: None,
+            provider: Some("capture".into()),
+            provider_message_id: Some("p-1".into()),
+            last_error: None,
+            events: Vec::new(),
+        };
+        assert_eq!(store.complete(&[done], Timestamp(2_000)).await.unwrap(), 1);
+        assert!(store
+            .claim(8, Timestamp(3_000), lease)
+            .await
+            .unwrap()
+            .is_empty());
+        let record = store
+            .get_message(Some(&env.id), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, MessageStatus::Sent);
+        db.close().await;
+    }
 
     /// Each lane of the SQLite claim is a search of its own partial index: neither a backlog
     /// of first attempts nor one of retries is walked to find the other lane's messages.

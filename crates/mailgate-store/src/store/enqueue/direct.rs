@@ -167,124 +167,168 @@ impl DirectWriter {
         Ok(conn)
     }
 
-    /// As `write_batch` (the sqlx form, for PostgreSQL): one transaction for the batch; a
-    /// message with a suppressed recipient stores nothing and yields `Suppressed`; a message
-    /// whose idempotency key is taken yields `Replayed` or `Conflict`.
+    /// Whether a batch of `size` messages leaves its recipients pending: a large batch is a
+    /// saturated writer, whose recipients wait in the pending table to be indexed many at a time
+    /// (migration 0011).
+    pub(crate) fn defers(&self, size: usize) -> bool {
+        size >= self.defer_from
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on this writer's connection and commits.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let conn = self.connection()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Counts what a committed transaction wrote: `rows` messages written (for the
+    /// checkpoint), `pending` recipients left in the pending table.
+    pub(crate) fn committed(&mut self, rows: usize, pending: usize) {
+        self.since_checkpoint += rows;
+        self.pending += pending;
+    }
+
+    /// As `write_batch` (the sqlx form, for PostgreSQL), in a transaction of its own.
+    #[cfg(test)]
     pub(crate) fn write_batch(
         &mut self,
         batch: &[&PreparedMessage],
     ) -> rusqlite::Result<Vec<EnqueueOutcome>> {
-        // A large batch is a saturated writer: its recipients wait in the pending table, to be
-        // indexed many at a time (migration 0011).
-        let deferred = batch.len() >= self.defer_from;
-        let conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut found = Vec::new();
-        {
-            let mut select = tx.prepare_cached(&SELECT_SUPPRESSED)?;
-            for (env, addresses, at) in lookups(batch) {
-                for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
-                    let list = serde_json::to_string(chunk)
-                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                    let mut rows = select.query(params![env, at, list])?;
-                    while let Some(row) = rows.next()? {
-                        found.push(suppression(row)?);
-                    }
-                }
-            }
-        }
-        let refused = refusals(batch, &found);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        {
-            let mut plain = tx.prepare_cached(INSERT_PLAIN)?;
-            let mut keyed = tx.prepare_cached(INSERT_KEYED)?;
-            let mut event = tx.prepare_cached(INSERT_EVENT)?;
-            let mut recipient = tx.prepare_cached(if deferred {
-                INSERT_PENDING
-            } else {
-                INSERT_RECIPIENT
-            })?;
-            for (p, refused) in batch.iter().zip(refused) {
-                if !refused.is_empty() {
-                    outcomes.push(EnqueueOutcome::Suppressed(refused));
-                    continue;
-                }
-                let m = &p.message;
-                let id = m.id.to_string();
-                let env = m.environment_id.to_string();
-                let organization = p.organization();
-                let columns = params![
-                    id,
-                    env,
-                    p.content,
-                    p.tags,
-                    p.metadata,
-                    p.provider_options,
-                    i64::from(m.max_attempts),
-                    m.created_at.0,
-                    m.delivery.expires_at.map(|t| t.0),
-                    m.delivery.tracking.opens,
-                    m.delivery.tracking.links,
-                    p.secrets,
-                    organization,
-                    m.delivery.sandboxed,
-                ];
-                match &m.idempotency {
-                    None => {
-                        plain.execute(columns)?;
-                    }
-                    Some(key) => {
-                        let key_text = key.key.as_str();
-                        let mut all: Vec<&dyn rusqlite::ToSql> = columns.to_vec();
-                        all.push(&key_text);
-                        all.push(&key.fingerprint);
-                        let inserted: Option<String> = keyed
-                            .query_row(all.as_slice(), |row| row.get(0))
-                            .optional()?;
-                        if inserted.is_none() {
-                            let (id, fingerprint): (String, Option<String>) = tx
-                                .prepare_cached(FIND_KEYED)?
-                                .query_row(params![env, key_text], |row| {
-                                    Ok((row.get(0)?, row.get(1)?))
-                                })?;
-                            let id = parse_id("messages.id", &id).map_err(corrupt)?;
-                            outcomes.push(if fingerprint.as_deref() == Some(&key.fingerprint) {
-                                EnqueueOutcome::Replayed(id)
-                            } else {
-                                EnqueueOutcome::Conflict(id)
-                            });
-                            continue;
-                        }
-                    }
-                }
-                let e = &p.queued_event;
-                event.execute(params![
-                    e.id.to_string(),
-                    e.environment_id.to_string(),
-                    e.message_id.map(|m| m.to_string()),
-                    e.event_type.as_str(),
-                    e.created_at.0,
-                    e.data.to_string(),
-                ])?;
-                let usage = p.usage_type();
-                for address in &p.recipients {
-                    recipient.execute(params![id, env, address, m.created_at.0, usage])?;
-                }
-                outcomes.push(EnqueueOutcome::Created(m.id));
-            }
-        }
-        tx.commit()?;
-        self.since_checkpoint += batch.len();
-        if deferred {
-            self.pending += batch
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| matches!(o, EnqueueOutcome::Created(_)))
-                .map(|(p, _)| p.recipients.len())
-                .sum::<usize>();
-        }
+        let deferred = self.defers(batch.len());
+        let outcomes = self.transaction(|tx| write_batch_on(tx, batch, deferred))?;
+        let pending = if deferred {
+            pending_recipients(batch, outcomes.iter())
+        } else {
+            0
+        };
+        self.committed(batch.len(), pending);
         Ok(outcomes)
     }
+}
+
+/// The recipients a batch whose recipients were deferred left pending: those of the messages
+/// it created.
+pub(crate) fn pending_recipients<'a>(
+    batch: &[&PreparedMessage],
+    outcomes: impl Iterator<Item = &'a EnqueueOutcome>,
+) -> usize {
+    batch
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| matches!(o, EnqueueOutcome::Created(_)))
+        .map(|(p, _)| p.recipients.len())
+        .sum()
+}
+
+/// As `write_batch` (the sqlx form, for PostgreSQL), inside the caller's transaction `tx`: a
+/// message with a suppressed recipient stores nothing and yields `Suppressed`; a message whose
+/// idempotency key is taken yields `Replayed` or `Conflict`. With `deferred`, the recipients
+/// go to the pending table.
+pub(crate) fn write_batch_on(
+    tx: &Connection,
+    batch: &[&PreparedMessage],
+    deferred: bool,
+) -> rusqlite::Result<Vec<EnqueueOutcome>> {
+    let mut found = Vec::new();
+    {
+        let mut select = tx.prepare_cached(&SELECT_SUPPRESSED)?;
+        for (env, addresses, at) in lookups(batch) {
+            for chunk in addresses.chunks(ADDRESSES_PER_LOOKUP) {
+                let list = serde_json::to_string(chunk)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                let mut rows = select.query(params![env, at, list])?;
+                while let Some(row) = rows.next()? {
+                    found.push(suppression(row)?);
+                }
+            }
+        }
+    }
+    let refused = refusals(batch, &found);
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut plain = tx.prepare_cached(INSERT_PLAIN)?;
+        let mut keyed = tx.prepare_cached(INSERT_KEYED)?;
+        let mut event = tx.prepare_cached(INSERT_EVENT)?;
+        let mut recipient = tx.prepare_cached(if deferred {
+            INSERT_PENDING
+        } else {
+            INSERT_RECIPIENT
+        })?;
+        for (p, refused) in batch.iter().zip(refused) {
+            if !refused.is_empty() {
+                outcomes.push(EnqueueOutcome::Suppressed(refused));
+                continue;
+            }
+            let m = &p.message;
+            let id = m.id.to_string();
+            let env = m.environment_id.to_string();
+            let organization = p.organization();
+            let columns = params![
+                id,
+                env,
+                p.content,
+                p.tags,
+                p.metadata,
+                p.provider_options,
+                i64::from(m.max_attempts),
+                m.created_at.0,
+                m.delivery.expires_at.map(|t| t.0),
+                m.delivery.tracking.opens,
+                m.delivery.tracking.links,
+                p.secrets,
+                organization,
+                m.delivery.sandboxed,
+            ];
+            match &m.idempotency {
+                None => {
+                    plain.execute(columns)?;
+                }
+                Some(key) => {
+                    let key_text = key.key.as_str();
+                    let mut all: Vec<&dyn rusqlite::ToSql> = columns.to_vec();
+                    all.push(&key_text);
+                    all.push(&key.fingerprint);
+                    let inserted: Option<String> = keyed
+                        .query_row(all.as_slice(), |row| row.get(0))
+                        .optional()?;
+                    if inserted.is_none() {
+                        let (id, fingerprint): (String, Option<String>) = tx
+                            .prepare_cached(FIND_KEYED)?
+                            .query_row(params![env, key_text], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })?;
+                        let id = parse_id("messages.id", &id).map_err(corrupt)?;
+                        outcomes.push(if fingerprint.as_deref() == Some(&key.fingerprint) {
+                            EnqueueOutcome::Replayed(id)
+                        } else {
+                            EnqueueOutcome::Conflict(id)
+                        });
+                        continue;
+                    }
+                }
+            }
+            let e = &p.queued_event;
+            event.execute(params![
+                e.id.to_string(),
+                e.environment_id.to_string(),
+                e.message_id.map(|m| m.to_string()),
+                e.event_type.as_str(),
+                e.created_at.0,
+                e.data.to_string(),
+            ])?;
+            let usage = p.usage_type();
+            for address in &p.recipients {
+                recipient.execute(params![id, env, address, m.created_at.0, usage])?;
+            }
+            outcomes.push(EnqueueOutcome::Created(m.id));
+        }
+    }
+    Ok(outcomes)
 }
 
 /// A `suppressions` row, in `COLUMNS` order.
@@ -308,7 +352,7 @@ fn corrupt(e: mailgate_core::store::StoreError) -> rusqlite::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use mailgate_core::ids::{EnvironmentId, MessageId};
     use mailgate_core::message::{Content, NewMessage};
     use mailgate_core::{Mailbox, Timestamp};
@@ -319,14 +363,14 @@ mod tests {
 
     /// A migrated SQLite file with one environment: its directory (kept alive), its path, the
     /// open database and the environment.
-    pub(super) async fn migrated() -> (TempDir, PathBuf, Database, EnvironmentId) {
+    pub(crate) async fn migrated() -> (TempDir, PathBuf, Database, EnvironmentId) {
         crate::test_file::migrated_file(&StoreOptions::default()).await
     }
 
     /// A message of `env` created at `at` to the first of `to`, the rest in cc.
-    pub(super) fn prepared(env: EnvironmentId, at: i64, to: &[&str]) -> PreparedMessage {
+    pub(crate) fn message(env: EnvironmentId, at: i64, to: &[&str]) -> NewMessage {
         let mailbox = |a: &&str, field| Mailbox::parse(a, field).unwrap();
-        let message = NewMessage {
+        NewMessage {
             id: MessageId::new(),
             environment_id: env,
             content: Content {
@@ -350,8 +394,12 @@ mod tests {
             delivery: Default::default(),
             secrets: Vec::new(),
             template: None,
-        };
-        PreparedMessage::new(message).unwrap()
+        }
+    }
+
+    /// [`message`], ready for the writer.
+    pub(crate) fn prepared(env: EnvironmentId, at: i64, to: &[&str]) -> PreparedMessage {
+        PreparedMessage::new(message(env, at, to)).unwrap()
     }
 
     /// Rows this writer counted as pending can be gone when it moves them (another process on

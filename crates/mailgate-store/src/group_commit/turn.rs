@@ -1,0 +1,313 @@
+//! One turn of the writer on a SQLite file: every job waiting, in one transaction on the
+//! writer's own connection, and one commit.
+//!
+//! Order within the turn: completions, then sends, then claims — so a claim waiting in the same
+//! turn as a send can take it at once, and both writes of the message reach the log as one page
+//! write and one sync. Each job runs under a savepoint: a statement that refuses one job (a
+//! constraint, a stored value that does not parse) rolls back that job alone and answers it
+//! with the error; the others commit. A failure of the database itself fails the whole turn:
+//! every job is answered `Unavailable` and nothing of it is stored.
+
+use mailgate_core::message::EnqueueOutcome;
+use mailgate_core::store::StoreError;
+use rusqlite::Connection;
+
+use super::{unavailable, Job, Reply, Request};
+use crate::rows::ClaimRow;
+use crate::store::enqueue::{pending_recipients, write_batch_on, DirectWriter, PreparedMessage};
+use crate::store::queue::direct::{claim_on, complete_on, ClaimJob, CompleteJob};
+
+/// What a job's statements did: its value, or the refusal that rolled it back.
+type Outcome<T> = Result<T, StoreError>;
+
+/// Runs `jobs` (drained) in one transaction, answers each after the commit, and says whether
+/// the database failed.
+pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
+    let mut sends: Vec<Request> = Vec::new();
+    let mut claims: Vec<(ClaimJob, Reply<Vec<ClaimRow>>)> = Vec::new();
+    let mut completions: Vec<(CompleteJob, Reply<usize>)> = Vec::new();
+    for job in jobs.drain(..) {
+        match job {
+            Job::Enqueue(request) => sends.push(request),
+            Job::Claim(job, reply) => claims.push((job, reply)),
+            Job::Complete(job, reply) => completions.push((job, reply)),
+        }
+    }
+    let messages: Vec<&PreparedMessage> = sends.iter().map(|r| &r.message).collect();
+    let deferred = direct.defers(messages.len());
+    let done = direct.transaction(|tx| {
+        let completed = completions
+            .iter()
+            .map(|(job, _)| attempt(tx, |c| complete_on(c, job)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let stored = store_sends(tx, &messages, deferred)?;
+        let claimed = claims
+            .iter()
+            .map(|(job, _)| attempt(tx, |c| claim_on(c, job)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((completed, stored, claimed))
+    });
+    match done {
+        Ok((completed, stored, claimed)) => {
+            let pending = if deferred {
+                let created: Vec<&EnqueueOutcome> = stored.iter().flatten().collect();
+                pending_recipients(&messages, created.into_iter())
+            } else {
+                0
+            };
+            direct.committed(messages.len(), pending);
+            tracing::debug!(
+                sends = messages.len(),
+                claims = claims.len(),
+                completions = completions.len(),
+                "writer turn committed"
+            );
+            // A caller that gave up has its job done all the same: a stored send stays stored,
+            // a claimed message is taken again when its lease expires.
+            for (request, outcome) in sends.into_iter().zip(stored) {
+                let _ = request.reply.send(outcome);
+            }
+            for ((_, reply), outcome) in claims.into_iter().zip(claimed) {
+                let _ = reply.send(outcome);
+            }
+            for ((_, reply), outcome) in completions.into_iter().zip(completed) {
+                let _ = reply.send(outcome);
+            }
+            false
+        }
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                sends = messages.len(),
+                claims = claims.len(),
+                completions = completions.len(),
+                "writer turn failed"
+            );
+            direct.reset();
+            for request in sends {
+                let _ = request.reply.send(Err(unavailable(&e)));
+            }
+            for (_, reply) in claims {
+                let _ = reply.send(Err(unavailable(&e)));
+            }
+            for (_, reply) in completions {
+                let _ = reply.send(Err(unavailable(&e)));
+            }
+            true
+        }
+    }
+}
+
+/// Stores the sends: all at once, or — if a statement refuses the batch (say, one message
+/// names a deleted environment) — each alone, so that one bad message does not fail its
+/// neighbours.
+fn store_sends(
+    tx: &Connection,
+    messages: &[&PreparedMessage],
+    deferred: bool,
+) -> rusqlite::Result<Vec<Outcome<EnqueueOutcome>>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    match attempt(tx, |c| write_batch_on(c, messages, deferred))? {
+        Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+        Err(e) if messages.len() > 1 => {
+            tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
+            messages
+                .iter()
+                .map(|m| {
+                    let one = attempt(tx, |c| write_batch_on(c, &[*m], deferred))?;
+                    Ok(one.and_then(|mut v| {
+                        v.pop()
+                            .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
+                    }))
+                })
+                .collect()
+        }
+        Err(e) => Ok(vec![Err(e)]),
+    }
+}
+
+/// Runs `f` under a savepoint: kept if it succeeds; rolled back, with the refusal as its
+/// outcome, if a statement refused it. Any other error is the database's and is returned.
+fn attempt<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Outcome<T>> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(Ok(value))
+        }
+        Err(e) => match refusal(e) {
+            Ok(refused) => {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                Ok(Err(refused))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// The refusal a statement error stands for (as `db_error` maps sqlx's: a unique violation is a
+/// `Conflict`, another constraint `Unavailable`, a value that does not parse `Corrupt`), or the
+/// error itself when the database failed.
+fn refusal(e: rusqlite::Error) -> Result<StoreError, rusqlite::Error> {
+    const UNIQUE: i32 = 2067; // SQLITE_CONSTRAINT_UNIQUE
+    const PRIMARY_KEY: i32 = 1555; // SQLITE_CONSTRAINT_PRIMARYKEY
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            let unique = f.extended_code == UNIQUE || f.extended_code == PRIMARY_KEY;
+            return Ok(if unique {
+                StoreError::Conflict(e.to_string())
+            } else {
+                StoreError::Unavailable(Box::new(e))
+            });
+        }
+    }
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
+            Ok(StoreError::Corrupt(inner.to_string()))
+        }
+        e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mailgate_core::event::{EventType, NewEvent};
+    use mailgate_core::ids::EventId;
+    use mailgate_core::message::MessageStatus;
+    use mailgate_core::store::Completion;
+    use mailgate_core::Timestamp;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::store::enqueue::{migrated, prepared, DeferredRecipients};
+
+    fn writer(path: &std::path::Path) -> DirectWriter {
+        DirectWriter::new(
+            path.to_owned(),
+            Duration::from_secs(5),
+            DeferredRecipients::default(),
+        )
+    }
+
+    fn send(message: PreparedMessage) -> (Job, oneshot::Receiver<Outcome<EnqueueOutcome>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job::Enqueue(Request { message, reply }), answer)
+    }
+
+    fn claim(now: i64) -> (Job, oneshot::Receiver<Outcome<Vec<ClaimRow>>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = ClaimJob::new(8, Timestamp(now), Timestamp(now + 60_000), "lease".into());
+        (Job::Claim(job, reply), answer)
+    }
+
+    fn status(path: &std::path::Path, id: &str) -> String {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// A claim waiting in the same turn as a send takes it: the send is stored first, and one
+    /// commit makes both durable.
+    #[tokio::test]
+    async fn a_claim_takes_the_sends_of_its_own_turn() {
+        let (_dir, path, db, env) = migrated().await;
+        let mut w = writer(&path);
+        let m = prepared(env, 1_000, &["a@example.com"]);
+        let id = m.id();
+        // The claim is first in line; the turn stores the send before it claims.
+        let (claim_job, claimed) = claim(1_000);
+        let (send_job, sent) = send(m);
+        let mut jobs = vec![claim_job, send_job];
+        assert!(!run(&mut w, &mut jobs), "the database did not fail");
+        assert!(jobs.is_empty());
+        assert!(matches!(sent.await.unwrap(), Ok(EnqueueOutcome::Created(c)) if c == id));
+        let claimed: Vec<_> = claimed
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_domain().unwrap())
+            .collect();
+        assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
+        assert_eq!(
+            (claimed[0].attempt, claimed[0].lease_token.as_str()),
+            (1, "lease")
+        );
+        // Committed: another connection sees it leased.
+        assert_eq!(status(&path, &id.to_string()), "sending");
+        db.close().await;
+    }
+
+    /// A job a statement refuses is rolled back alone and answered with the refusal; the jobs
+    /// of its turn are committed.
+    #[tokio::test]
+    async fn a_refused_job_is_rolled_back_alone() {
+        let (_dir, path, db, env) = migrated().await;
+        let mut w = writer(&path);
+        let first = prepared(env, 1_000, &["a@example.com"]);
+        let id = first.id();
+        let (send_job, _) = send(first);
+        let (claim_job, claimed) = claim(1_000);
+        assert!(!run(&mut w, &mut vec![send_job, claim_job]));
+        let lease = claimed
+            .await
+            .unwrap()
+            .unwrap()
+            .remove(0)
+            .into_domain()
+            .unwrap()
+            .lease_token;
+
+        // Its `sent` event reuses the id of its `queued` event: the insert is refused.
+        let taken: String = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT id FROM events WHERE type = 'queued'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut event = NewEvent::for_message(
+            env,
+            id,
+            EventType::Sent,
+            Timestamp(2_000),
+            serde_json::json!({}),
+        );
+        event.id = taken.parse::<EventId>().unwrap();
+        let completion = Completion {
+            message_id: id,
+            lease_token: lease,
+            status: MessageStatus::Sent,
+            next_attempt_at: None,
+            provider: Some("capture".into()),
+            provider_message_id: Some("p-1".into()),
+            last_error: None,
+            events: vec![event],
+        };
+        let (reply, completed) = oneshot::channel();
+        let complete_job = Job::Complete(CompleteJob::new(&[completion], Timestamp(2_000)), reply);
+        let second = prepared(env, 2_000, &["b@example.com"]);
+        let second_id = second.id();
+        let (send_job, sent) = send(second);
+        assert!(!run(&mut w, &mut vec![complete_job, send_job]));
+
+        assert!(matches!(
+            completed.await.unwrap(),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(sent.await.unwrap(), Ok(EnqueueOutcome::Created(c)) if c == second_id));
+        // The refused completion changed nothing: the message is still leased.
+        assert_eq!(status(&path, &id.to_string()), "sending");
+        assert_eq!(status(&path, &second_id.to_string()), "queued");
+        db.close().await;
+    }
+}
