@@ -134,10 +134,11 @@ fn attempt<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Outcome<T>> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached: a turn runs several, and compiling each was a cost on the writer's thread.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(Ok(value))
         }
         Err(e) => match refusal(e) {

@@ -56,7 +56,9 @@ fn postgres_claim_sql() -> String {
 /// SQLite: one `UPDATE` statement takes the single write lock for itself, so the selection and
 /// the update are atomic. The same lanes and parameters as the PostgreSQL form.
 /// The limits are written `+$2`: SQLite (3.54) plans a `LIMIT` of a bare parameter with the
-/// value bound, so binding it again — every claim — compiled the statement again.
+/// value bound, so binding it again — every claim — compiled the statement again. The retry
+/// lane names its index: `messages_due` (every queued message) serves its terms too, and without
+/// statistics SQLite took either, from one run to the next.
 fn sqlite_claim_sql() -> String {
     format!(
         "UPDATE messages SET status = 'sending', locked_until = $3, lease_token = $4, \
@@ -65,7 +67,8 @@ fn sqlite_claim_sql() -> String {
              SELECT id FROM (SELECT id FROM messages WHERE status = 'sending' AND locked_until < $1 \
                              ORDER BY locked_until LIMIT +$2) \
              UNION ALL \
-             SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts > 0 \
+             SELECT id FROM (SELECT id FROM messages INDEXED BY messages_retry_due \
+                             WHERE status = 'queued' AND attempts > 0 \
                              AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT +$2) \
              UNION ALL \
              SELECT id FROM (SELECT id FROM messages WHERE status = 'queued' AND attempts = 0 \

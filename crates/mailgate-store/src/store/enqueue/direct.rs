@@ -19,7 +19,7 @@ pub use recipients::DeferredRecipients;
 
 use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::suppression::Suppression;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{lookups, refusals, PreparedMessage, ADDRESSES_PER_LOOKUP};
 use crate::rows::parse_id;
@@ -174,16 +174,26 @@ impl DirectWriter {
         size >= self.defer_from
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on this writer's connection and commits.
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on this writer's connection and commits;
+    /// rolls back if `f` or the commit fails. `BEGIN` and `COMMIT` are cached statements, not
+    /// compiled again each turn as rusqlite's `Transaction` does.
     pub(crate) fn transaction<T>(
         &mut self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        let conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let conn: &Connection = self.connection()?;
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let done = f(conn).and_then(|value| {
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(value)
+        });
+        if done.is_err() && !conn.is_autocommit() {
+            // A failed statement or commit leaves the transaction open: nothing of it is kept.
+            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rollback failed");
+            }
+        }
+        done
     }
 
     /// Counts what a committed transaction wrote: `rows` messages written (for the

@@ -56,9 +56,10 @@ impl Default for DeferredRecipients {
 /// How long the writer leaves pending recipients alone after a failed step.
 const MOVE_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The last `seq` of the oldest `?1` pending recipients.
+/// The last `seq` of the oldest `?1` pending recipients (`+?1`: a bare parameter as the limit
+/// makes SQLite compile the statement again whenever it is bound).
 const CHUNK_END: &str = "SELECT max(seq) FROM (SELECT seq FROM message_recipients_pending \
-     ORDER BY seq LIMIT ?1)";
+     ORDER BY seq LIMIT +?1)";
 
 /// Indexes the pending recipients up to `seq` `?1`, in key order: consecutive rows of one
 /// address share a page of the index.
