@@ -50,8 +50,11 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
     match done {
         Ok((completed, stored, claimed)) => {
             let pending = if deferred {
-                let created: Vec<&EnqueueOutcome> = stored.iter().flatten().collect();
-                pending_recipients(&messages, created.into_iter())
+                // One flag per send: a refused one left nothing pending.
+                let created = stored
+                    .iter()
+                    .map(|o| matches!(o, Ok(EnqueueOutcome::Created(_))));
+                pending_recipients(&messages, created)
             } else {
                 0
             };
@@ -187,7 +190,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::store::enqueue::{migrated, prepared, DeferredRecipients};
+    use crate::store::enqueue::{message, migrated, prepare, prepared, DeferredRecipients};
 
     fn writer(path: &std::path::Path) -> DirectWriter {
         DirectWriter::new(
@@ -309,6 +312,56 @@ mod tests {
         // The refused completion changed nothing: the message is still leased.
         assert_eq!(status(&path, &id.to_string()), "sending");
         assert_eq!(status(&path, &second_id.to_string()), "queued");
+        db.close().await;
+    }
+
+    /// A batch refused (one send reuses a stored message's id) is stored one send at a time;
+    /// the recipients the writer counts as pending are those of the sends it created, not of
+    /// the first ones of the batch.
+    #[tokio::test]
+    async fn a_refused_send_leaves_nothing_pending() {
+        let (_dir, path, db, env) = migrated().await;
+        let mut w = writer(&path);
+        let stored = message(env, 1_000, &["a@example.com"]);
+        let (first, _) = send(prepare(stored.clone()));
+        assert!(!run(&mut w, &mut vec![first]));
+        // A batch of 8 (from which recipients are left pending): the stored message again, with
+        // one recipient; six with two; one with three.
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        let mut sends = vec![prepare(stored)];
+        for i in 0..6 {
+            let to = [format!("b{i}@example.com"), format!("c{i}@example.com")];
+            sends.push(prepared(env, 2_000, &[&to[0], &to[1]]));
+        }
+        sends.push(prepared(
+            env,
+            2_000,
+            &["d@example.com", "e@example.com", "f@example.com"],
+        ));
+        for p in sends {
+            let (job, answer) = send(p);
+            jobs.push(job);
+            answers.push(answer);
+        }
+        assert!(w.defers(jobs.len()));
+        assert!(!run(&mut w, &mut jobs));
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap());
+        }
+        assert!(matches!(outcomes[0], Err(StoreError::Conflict(_))));
+        assert!(outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, Ok(EnqueueOutcome::Created(_)))));
+        let pending: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM message_recipients_pending", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(pending, 6 * 2 + 3);
+        assert_eq!(w.pending(), 6 * 2 + 3);
         db.close().await;
     }
 }

@@ -14,7 +14,7 @@ use crate::rows::{parse_id, to_json};
 
 mod direct;
 #[cfg(test)]
-pub(crate) use direct::tests::{message, migrated, prepared};
+pub(crate) use direct::tests::{message, migrated, prepare, prepared};
 pub use direct::DeferredRecipients;
 pub(crate) use direct::{pending_recipients, write_batch_on, DirectWriter};
 

@@ -203,6 +203,12 @@ impl DirectWriter {
         self.pending += pending;
     }
 
+    /// The recipients this writer counts as pending.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
     /// As `write_batch` (the sqlx form, for PostgreSQL), in a transaction of its own.
     #[cfg(test)]
     pub(crate) fn write_batch(
@@ -212,7 +218,10 @@ impl DirectWriter {
         let deferred = self.defers(batch.len());
         let outcomes = self.transaction(|tx| write_batch_on(tx, batch, deferred))?;
         let pending = if deferred {
-            pending_recipients(batch, outcomes.iter())
+            let created = outcomes
+                .iter()
+                .map(|o| matches!(o, EnqueueOutcome::Created(_)));
+            pending_recipients(batch, created)
         } else {
             0
         };
@@ -222,15 +231,15 @@ impl DirectWriter {
 }
 
 /// The recipients a batch whose recipients were deferred left pending: those of the messages
-/// it created.
-pub(crate) fn pending_recipients<'a>(
+/// it created (`created`, one flag per message of `batch`, in its order).
+pub(crate) fn pending_recipients(
     batch: &[&PreparedMessage],
-    outcomes: impl Iterator<Item = &'a EnqueueOutcome>,
+    created: impl Iterator<Item = bool>,
 ) -> usize {
     batch
         .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| matches!(o, EnqueueOutcome::Created(_)))
+        .zip(created)
+        .filter(|(_, created)| *created)
         .map(|(p, _)| p.recipients.len())
         .sum()
 }
@@ -409,7 +418,12 @@ pub(super) mod tests {
 
     /// [`message`], ready for the writer.
     pub(crate) fn prepared(env: EnvironmentId, at: i64, to: &[&str]) -> PreparedMessage {
-        PreparedMessage::new(message(env, at, to)).unwrap()
+        prepare(message(env, at, to))
+    }
+
+    /// `message`, ready for the writer.
+    pub(crate) fn prepare(message: NewMessage) -> PreparedMessage {
+        PreparedMessage::new(message).unwrap()
     }
 
     /// Rows this writer counted as pending can be gone when it moves them (another process on
