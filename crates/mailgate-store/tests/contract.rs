@@ -434,8 +434,8 @@ async fn recipient_rows(path: &str, sql: Option<(&'static str, i64)>) -> (i64, i
     .await
 }
 
-/// Rows of the two `tables` (or subqueries) of the SQLite file at `path`, after running `sql` (with `?1`
-/// bound) on it.
+/// Rows of the two `tables` (or subqueries) of the SQLite file at `path`, read in one
+/// transaction, after running `sql` (with `?1` bound) on it.
 async fn row_counts(
     path: &str,
     sql: Option<(&'static str, i64)>,
@@ -453,7 +453,13 @@ async fn row_counts(
             c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
         };
-        (count(tables[0]), count(tables[1]))
+        // One snapshot for both: the writer moves rows from one to the other in the background
+        // (after it has answered the sends), and a move committed between two separate reads
+        // made rows vanish from the sum.
+        c.execute_batch("BEGIN").unwrap();
+        let counts = (count(tables[0]), count(tables[1]));
+        c.execute_batch("COMMIT").unwrap();
+        counts
     })
     .await
     .unwrap()
