@@ -16,7 +16,7 @@ mod direct;
 #[cfg(test)]
 pub(crate) use direct::tests::{message, migrated, prepare, prepared};
 pub use direct::DeferredRecipients;
-pub(crate) use direct::{pending_recipients, write_batch_on, DirectWriter};
+pub(crate) use direct::{pending_recipients, write_batch_on, DirectWriter, INSERT_EVENT};
 
 /// A message with its JSON columns already serialized, so the batch can only fail in SQL.
 pub(crate) struct PreparedMessage {

@@ -72,7 +72,8 @@ const INSERT_KEYED: &str = "INSERT INTO messages (id, environment_id, status, co
 const FIND_KEYED: &str = "SELECT id, idempotency_fingerprint FROM messages \
      WHERE environment_id = ?1 AND idempotency_key = ?2";
 
-const INSERT_EVENT: &str =
+/// One event (also the writer's completions', `store/queue/direct.rs`).
+pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 

@@ -18,6 +18,7 @@ use rusqlite::{params, Connection};
 
 use super::{complete_sql, completion_rows, redacted, sqlite_claim_sql};
 use crate::rows::ClaimRow;
+use crate::store::enqueue::INSERT_EVENT;
 use crate::store::events::{DEFER_MESSAGE_EVENTS, NEWEST_EVENT_SEQ, SQLITE_JSON_ROWS};
 
 /// `$n` placeholders (shared with the sqlx forms) as SQLite's numbered `?n`: rusqlite binds by
@@ -29,10 +30,6 @@ fn numbered(sql: &str) -> String {
 static CLAIM: LazyLock<String> = LazyLock::new(|| numbered(&sqlite_claim_sql()));
 static COMPLETE: LazyLock<String> = LazyLock::new(|| numbered(&complete_sql(SQLITE_JSON_ROWS)));
 static DEFER: LazyLock<String> = LazyLock::new(|| numbered(DEFER_MESSAGE_EVENTS));
-
-const INSERT_EVENT: &str =
-    "INSERT INTO events (id, environment_id, message_id, type, created_at, data) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// A claim, ready for the writer.
 pub(crate) struct ClaimJob {
