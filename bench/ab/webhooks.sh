@@ -4,7 +4,7 @@
 # events about them over 16 connections; prints events stored/s, the gateway's CPU per event and
 # the bytes it wrote per event (/proc/PID/io). SINGLE=1: Postmark, one event per request, 64
 # connections (webhooks_single). env: BIN, GWENV, PERF=1 and THREADS=1 (as accept.sh), KEEP=FILE
-# (keeps the gateway's stderr).
+# (keeps the gateway's stderr), KEEPDB=DIR (a copy of its data directory).
 set -u
 LABEL=$1; DUR=${2:-10}
 . "$(dirname "$0")/common.sh"
@@ -36,4 +36,6 @@ print(f"{label} events/s={d['rps'] * per:.0f} non2xx={d['non2xx']} gw_us/event~{
       f"written/event~{(w1 - w0) / total:.0f} B p99={d['latency_ms']['p99']} ms")
 PY
 kill "$GP" "$MP"; wait "$GP" "$MP" 2>/dev/null
-[ -n "${KEEP:-}" ] && cp "$T/gw.err" "$KEEP"; rm -rf "$T"
+[ -n "${KEEP:-}" ] && cp "$T/gw.err" "$KEEP"
+[ -n "${KEEPDB:-}" ] && rm -rf "$KEEPDB" && cp -r "$T/gw" "$KEEPDB"
+rm -rf "$T"

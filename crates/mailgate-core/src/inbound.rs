@@ -55,14 +55,18 @@ impl ProviderEvent {
     /// The status this event moves a message to, if it moves it: `sent` → `delivered` →
     /// `bounced` | `complained`, never backwards and never out of another final state.
     pub fn advance(&self, current: MessageStatus) -> Option<MessageStatus> {
-        let target = match (self.event_type, self.bounce_type) {
-            (EventType::Delivered, _) => MessageStatus::Delivered,
-            (EventType::Bounced, Some(BounceType::Hard)) => MessageStatus::Bounced,
-            (EventType::Complained, _) => MessageStatus::Complained,
-            _ => return None,
-        };
-        let (to, from) = (rank(target)?, rank(current)?);
-        (to > from).then_some(target)
+        move_to(current, self.target()?)
+    }
+
+    /// The status this event moves a message towards, from a status behind it: `delivered`,
+    /// `bounced` (hard bounces) or `complained`.
+    pub fn target(&self) -> Option<MessageStatus> {
+        match (self.event_type, self.bounce_type) {
+            (EventType::Delivered, _) => Some(MessageStatus::Delivered),
+            (EventType::Bounced, Some(BounceType::Hard)) => Some(MessageStatus::Bounced),
+            (EventType::Complained, _) => Some(MessageStatus::Complained),
+            _ => None,
+        }
     }
 
     /// Whether this event suppresses its recipient at once (hard bounce or complaint).
@@ -77,6 +81,29 @@ impl ProviderEvent {
     pub fn is_soft_bounce(&self) -> bool {
         self.event_type == EventType::Bounced && self.bounce_type == Some(BounceType::Soft)
     }
+}
+
+/// `target` if it is ahead of `current`.
+fn move_to(current: MessageStatus, target: MessageStatus) -> Option<MessageStatus> {
+    let (to, from) = (rank(target)?, rank(current)?);
+    (to > from).then_some(target)
+}
+
+/// What the events of one message do to its status, whatever status it has when they are
+/// recorded: given their targets in order, the `(from, to)` pairs — one for each status they
+/// move it from, the furthest first. Applied as conditional updates (`to` if the message is
+/// still `from`), one after the other, they leave the message where the events applied one by
+/// one would: a move never leaves the message in a status a later pair moves from.
+pub fn status_moves(targets: &[MessageStatus]) -> Vec<(MessageStatus, MessageStatus)> {
+    [MessageStatus::Delivered, MessageStatus::Sent]
+        .into_iter()
+        .filter_map(|from| {
+            let to = targets
+                .iter()
+                .fold(from, |s, t| move_to(s, *t).unwrap_or(s));
+            (to != from).then_some((from, to))
+        })
+        .collect()
 }
 
 /// The order of the statuses a provider event may move; `None` for statuses it never touches.
@@ -134,5 +161,36 @@ mod tests {
         assert_eq!(delivered.advance(S::Failed), None);
         assert_eq!(delivered.advance(S::Sending), None);
         assert!(hard.suppresses() && !soft.suppresses() && soft.is_soft_bounce());
+    }
+
+    /// The moves of a message's events, for each status it may have when they are recorded,
+    /// agree with the events applied one by one.
+    #[test]
+    fn status_moves_compose_the_events_in_order() {
+        use MessageStatus as S;
+        let (d, b, c) = (S::Delivered, S::Bounced, S::Complained);
+        assert_eq!(status_moves(&[d]), [(S::Sent, d)]);
+        assert_eq!(status_moves(&[d, b]), [(d, b), (S::Sent, b)]);
+        // The first final status wins; a later one does not replace it.
+        assert_eq!(status_moves(&[c, b, d]), [(d, c), (S::Sent, c)]);
+        assert_eq!(status_moves(&[]), []);
+        for targets in [vec![d], vec![b, d], vec![d, c], vec![c, b], vec![d, d, b]] {
+            let events: Vec<ProviderEvent> = targets
+                .iter()
+                .map(|t| match t {
+                    S::Delivered => ev(EventType::Delivered, None),
+                    S::Bounced => ev(EventType::Bounced, Some(BounceType::Hard)),
+                    _ => ev(EventType::Complained, None),
+                })
+                .collect();
+            let moves = status_moves(&targets);
+            for start in [S::Queued, S::Sending, S::Sent, d, b, c, S::Failed] {
+                let one_by_one = events.iter().fold(start, |s, e| e.advance(s).unwrap_or(s));
+                let applied = moves
+                    .iter()
+                    .fold(start, |s, (from, to)| if s == *from { *to } else { s });
+                assert_eq!(applied, one_by_one, "{targets:?} from {start:?}");
+            }
+        }
     }
 }

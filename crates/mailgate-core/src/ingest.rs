@@ -5,18 +5,17 @@
 //! has gathered while the previous batch was being written in a single transaction (group
 //! commit, as the send path's enqueue): one SQLite commit serves many requests, so single-event
 //! webhooks are not bound by one fsync each, and a provider's array of events costs one match
-//! query and one commit instead of a round trip per event. A request is answered once its
-//! batch is committed.
+//! query and one commit instead of a round trip per event. Two batches are in flight at most:
+//! one is matched while the other is written. A request is answered once its batch is
+//! committed.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::event::{EventType, NewEvent};
-use crate::ids::{EnvironmentId, EventId, MessageId};
+use crate::ids::{EnvironmentId, EventId};
 use crate::inbound::{IngestSummary, ProviderEvent};
-use crate::message::MessageStatus;
 use crate::store::{
     InboundRecord, InboundStore, MatchKey, MatchedMessage, RecordOutcome, StoreError,
     SuppressionStore,
@@ -116,13 +115,26 @@ impl IngestService {
     }
 }
 
-/// The batching task: takes the first waiting request and every other one already waiting (up
-/// to `MAX_BATCH_EVENTS`), records them together, answers each; ends when every sender is gone.
-/// A batch is recorded in a task of its own, so that a panic while recording (a bug) fails that
-/// batch's requests only: their answers are dropped with it (an error, which the provider
-/// retries), and the next batch is taken as usual.
+/// Batches being recorded at once: while one is written, the next is matched and prepared, so
+/// that the writer does not wait for the match nor the match for the writer.
+const IN_FLIGHT: usize = 2;
+
+/// The batching task: once a batch may start (fewer than `IN_FLIGHT` are being recorded), takes
+/// the first waiting request and every other one already waiting (up to `MAX_BATCH_EVENTS`),
+/// and records them together in a task of its own, which answers each; ends when every sender
+/// is gone. A panic while recording (a bug) fails that batch's requests only: their answers
+/// are dropped with it (an error, which the provider retries), and the next batch is taken as
+/// usual.
 async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
-    while let Some(first) = inbox.recv().await {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // The slot first: the requests that arrive while every batch is busy make the next one.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let Some(first) = inbox.recv().await else {
+            break;
+        };
         let mut size = first.events.len();
         let mut jobs = vec![first];
         while size < MAX_BATCH_EVENTS {
@@ -134,29 +146,40 @@ async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let requests = jobs.len();
         let inner = Arc::clone(&inner);
-        let recorded = tokio::spawn(async move {
-            let result = inner.ingest_batch(&jobs).await;
-            (jobs, result)
-        })
-        .await;
-        match recorded {
-            Ok((jobs, Ok(summaries))) => {
-                for (job, summary) in jobs.into_iter().zip(summaries) {
-                    // Err: the request went away; its events are recorded all the same.
-                    let _ = job.reply.send(Ok(summary));
-                }
+        tokio::spawn(async move {
+            let _slot = slot;
+            let requests = jobs.len();
+            let recorded = tokio::spawn(async move {
+                let result = inner.ingest_batch(&jobs).await;
+                (jobs, result)
+            })
+            .await;
+            answer(recorded, requests);
+        });
+    }
+}
+
+/// A batch's requests and what recording them did; `Err` if the task recording them panicked.
+type Recorded = Result<(Vec<Job>, Result<Vec<IngestSummary>, StoreError>), tokio::task::JoinError>;
+
+/// Answers the requests of a batch with its outcome.
+fn answer(recorded: Recorded, requests: usize) {
+    match recorded {
+        Ok((jobs, Ok(summaries))) => {
+            for (job, summary) in jobs.into_iter().zip(summaries) {
+                // Err: the request went away; its events are recorded all the same.
+                let _ = job.reply.send(Ok(summary));
             }
-            Ok((jobs, Err(e))) => {
-                tracing::error!(error = %e, requests = jobs.len(), "provider events not recorded");
-                for job in jobs {
-                    let _ = job.reply.send(Err(copy_error(&e)));
-                }
+        }
+        Ok((jobs, Err(e))) => {
+            tracing::error!(error = %e, requests = jobs.len(), "provider events not recorded");
+            for job in jobs {
+                let _ = job.reply.send(Err(copy_error(&e)));
             }
-            Err(e) => {
-                tracing::error!(error = %e, requests, "provider events not recorded: the batch failed");
-            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests, "provider events not recorded: the batch failed");
         }
     }
 }
@@ -189,28 +212,17 @@ impl Inner {
             })
             .collect();
         let matched = self.store.match_messages(&keys).await?;
-        // Statuses move event by event through the batch, as if each were recorded alone.
-        let mut status: HashMap<MessageId, MessageStatus> = HashMap::new();
-        let mut logged = Vec::with_capacity(events.len());
-        let mut advances = Vec::with_capacity(events.len());
-        for ((_, env, event), message) in events.iter().zip(&matched) {
-            logged.push(log_event(**env, event, message.as_ref(), now));
-            advances.push(message.and_then(|m| {
-                let current = *status.entry(m.id).or_insert(m.status);
-                let to = event.advance(current)?;
-                status.insert(m.id, to);
-                Some((current, to))
-            }));
-        }
+        let logged: Vec<NewEvent> = events
+            .iter()
+            .zip(&matched)
+            .map(|((_, env, event), message)| log_event(**env, event, message.as_ref(), now))
+            .collect();
+        // The statuses move as the store records the events, from the statuses the messages
+        // have then: a batch matched while another is being recorded moves them on from there.
         let records: Vec<InboundRecord<'_>> = events
             .iter()
             .zip(&logged)
-            .zip(&advances)
-            .map(|(((_, _, event), new_event), advance)| InboundRecord {
-                event,
-                new_event,
-                advance: *advance,
-            })
+            .map(|((_, _, event), new_event)| InboundRecord { event, new_event })
             .collect();
         let outcomes = self.store.record_inbound(&records, now).await?;
         let mut summaries = vec![IngestSummary::default(); jobs.len()];

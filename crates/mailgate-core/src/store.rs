@@ -285,15 +285,14 @@ pub trait SettingsStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// A provider event ready to record, with the message status change it causes.
+/// A provider event ready to record. If it is new, it moves its matched message's status as
+/// `ProviderEvent::advance` says, from the status the message has when it is recorded.
 #[derive(Debug, Clone)]
 pub struct InboundRecord<'a> {
     /// The authenticated, normalized event (its provider event id is the deduplication key).
     pub event: &'a ProviderEvent,
     /// The event to append to the log (its `message_id` is the matched message, if any).
     pub new_event: &'a NewEvent,
-    /// `(from, to)`: move the matched message to `to` if it is still `from`.
-    pub advance: Option<(MessageStatus, MessageStatus)>,
 }
 
 /// Whether a provider event was new.

@@ -1,5 +1,5 @@
 //! Group commit: one background writer takes every job waiting (up to a maximum) — sends to
-//! store and, on a SQLite file, claims and completions — runs them all in one transaction, and
+//! store and, on a SQLite file, claims, completions and provider events — runs them all in one transaction, and
 //! answers each only after the commit.
 
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use crate::error::{db_error, BatchFailed};
 use crate::pools::{Pools, WriteConnection};
 use crate::rows::ClaimRow;
 use crate::store::enqueue::{write_batch, DirectWriter, PreparedMessage};
+use crate::store::inbound::direct::RecordJob;
 use crate::store::queue::direct::{ClaimJob, CompleteJob};
 
 mod turn;
@@ -37,6 +38,8 @@ pub(crate) enum Job {
     Claim(ClaimJob, Reply<Vec<ClaimRow>>),
     /// Record delivery outcomes (a SQLite file only).
     Complete(CompleteJob, Reply<usize>),
+    /// Record provider events (a SQLite file only): whether each was new.
+    Record(RecordJob, Reply<Vec<bool>>),
 }
 
 impl Job {
@@ -47,6 +50,7 @@ impl Job {
             Self::Enqueue(r) => drop(r.reply.send(Err(error))),
             Self::Claim(_, reply) => drop(reply.send(Err(error))),
             Self::Complete(_, reply) => drop(reply.send(Err(error))),
+            Self::Record(_, reply) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -183,15 +187,15 @@ async fn run(
 }
 
 /// Stores the sends of `jobs` through the pool (PostgreSQL, SQLite in memory), answers them,
-/// and says whether the database failed. Claims and completions never come here: without a
-/// direct writer the store runs them on its pool.
+/// and says whether the database failed. Claims, completions and provider events never come
+/// here: without a direct writer the store runs them on its pool.
 async fn pooled_turn(conn: &mut WriteConnection, jobs: &mut Vec<Job>) -> bool {
     let mut sends = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
         match job {
             Job::Enqueue(request) => sends.push(request),
             other => other.fail(StoreError::Unavailable(Box::new(BatchFailed(
-                "the queue runs on the pool here, not on the writer".into(),
+                "this job runs on the pool here, not on the writer".into(),
             )))),
         }
     }

@@ -249,11 +249,7 @@ async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses
     let records: Vec<InboundRecord<'_>> = events
         .iter()
         .zip(&logs)
-        .map(|(event, new_event)| InboundRecord {
-            event,
-            new_event,
-            advance: None,
-        })
+        .map(|(event, new_event)| InboundRecord { event, new_event })
         .collect();
     let outcomes = s.record_inbound(&records, at(40)).await.unwrap();
     assert_eq!(
@@ -273,7 +269,6 @@ async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses
     let retry = InboundRecord {
         event: &events[0],
         new_event: &again,
-        advance: None,
     };
     let retried = s.record_inbound(&[retry], at(50)).await.unwrap();
     assert_eq!(retried, [RecordOutcome::Duplicate]);

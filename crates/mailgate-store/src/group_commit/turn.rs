@@ -1,7 +1,7 @@
 //! One turn of the writer on a SQLite file: every job waiting, in one transaction on the
 //! writer's own connection, and one commit.
 //!
-//! Order within the turn: completions, then sends, then claims — so a claim waiting in the same
+//! Order within the turn: completions and provider events, then sends, then claims — so a claim waiting in the same
 //! turn as a send can take it at once, and both writes of the message reach the log as one page
 //! write and one sync. Each job runs under a savepoint: a statement that refuses one job (a
 //! constraint, a stored value that does not parse) rolls back that job alone and answers it
@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use super::{unavailable, Job, Reply, Request};
 use crate::rows::ClaimRow;
 use crate::store::enqueue::{pending_recipients, write_batch_on, DirectWriter, PreparedMessage};
+use crate::store::inbound::direct::{record_on, RecordJob};
 use crate::store::queue::direct::{claim_on, complete_on, ClaimJob, CompleteJob};
 
 /// What a job's statements did: its value, or the refusal that rolled it back.
@@ -26,11 +27,13 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
     let mut sends: Vec<Request> = Vec::new();
     let mut claims: Vec<(ClaimJob, Reply<Vec<ClaimRow>>)> = Vec::new();
     let mut completions: Vec<(CompleteJob, Reply<usize>)> = Vec::new();
+    let mut records: Vec<(RecordJob, Reply<Vec<bool>>)> = Vec::new();
     for job in jobs.drain(..) {
         match job {
             Job::Enqueue(request) => sends.push(request),
             Job::Claim(job, reply) => claims.push((job, reply)),
             Job::Complete(job, reply) => completions.push((job, reply)),
+            Job::Record(job, reply) => records.push((job, reply)),
         }
     }
     let messages: Vec<&PreparedMessage> = sends.iter().map(|r| &r.message).collect();
@@ -40,15 +43,19 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
             .iter()
             .map(|(job, _)| attempt(tx, |c| complete_on(c, job)))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let recorded = records
+            .iter()
+            .map(|(job, _)| attempt(tx, |c| record_on(c, job)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         let stored = store_sends(tx, &messages, deferred)?;
         let claimed = claims
             .iter()
             .map(|(job, _)| attempt(tx, |c| claim_on(c, job)))
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok((completed, stored, claimed))
+        Ok((completed, recorded, stored, claimed))
     });
     match done {
-        Ok((completed, stored, claimed)) => {
+        Ok((completed, recorded, stored, claimed)) => {
             let pending = if deferred {
                 // One flag per send: a refused one left nothing pending.
                 let created = stored
@@ -63,6 +70,7 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
                 sends = messages.len(),
                 claims = claims.len(),
                 completions = completions.len(),
+                records = records.len(),
                 "writer turn committed"
             );
             // A caller that gave up has its job done all the same: a stored send stays stored,
@@ -76,6 +84,9 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
             for ((_, reply), outcome) in completions.into_iter().zip(completed) {
                 let _ = reply.send(outcome);
             }
+            for ((_, reply), outcome) in records.into_iter().zip(recorded) {
+                let _ = reply.send(outcome);
+            }
             false
         }
         Err(e) => {
@@ -84,6 +95,7 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
                 sends = messages.len(),
                 claims = claims.len(),
                 completions = completions.len(),
+                records = records.len(),
                 "writer turn failed"
             );
             direct.reset();
@@ -94,6 +106,9 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
                 let _ = reply.send(Err(unavailable(&e)));
             }
             for (_, reply) in completions {
+                let _ = reply.send(Err(unavailable(&e)));
+            }
+            for (_, reply) in records {
                 let _ = reply.send(Err(unavailable(&e)));
             }
             true
@@ -183,9 +198,10 @@ mod tests {
     use std::time::Duration;
 
     use mailgate_core::event::{EventType, NewEvent};
-    use mailgate_core::ids::EventId;
+    use mailgate_core::ids::{EnvironmentId, EventId};
+    use mailgate_core::inbound::ProviderEvent;
     use mailgate_core::message::MessageStatus;
-    use mailgate_core::store::Completion;
+    use mailgate_core::store::{Completion, InboundRecord};
     use mailgate_core::Timestamp;
     use tokio::sync::oneshot;
 
@@ -362,6 +378,70 @@ mod tests {
             .unwrap();
         assert_eq!(pending, 6 * 2 + 3);
         assert_eq!(w.pending(), 6 * 2 + 3);
+        db.close().await;
+    }
+
+    /// A batch of provider events is a job of the turn: recorded with the sends of its turn,
+    /// each event once; a batch a statement refuses (its environment is gone) is rolled back
+    /// alone.
+    #[tokio::test]
+    async fn provider_events_are_recorded_in_the_turn() {
+        let (_dir, path, db, env) = migrated().await;
+        let mut w = writer(&path);
+        let event = ProviderEvent {
+            provider: "sendgrid".into(),
+            provider_event_id: "pe-1".into(),
+            provider_message_id: None,
+            message_id: None,
+            event_type: EventType::Delivered,
+            bounce_type: None,
+            recipient: None,
+            occurred_at: Timestamp(1_500),
+            detail: serde_json::json!({}),
+        };
+        let record = |env| {
+            let log = NewEvent {
+                id: EventId::new(),
+                environment_id: env,
+                message_id: None,
+                event_type: EventType::Delivered,
+                created_at: Timestamp(2_000),
+                data: serde_json::json!({}),
+            };
+            let job = RecordJob::new(
+                &[InboundRecord {
+                    event: &event,
+                    new_event: &log,
+                }],
+                Timestamp(2_000),
+            );
+            let (reply, answer) = oneshot::channel();
+            (Job::Record(job, reply), answer)
+        };
+        let (known, recorded) = record(env);
+        let (gone, refused) = record(EnvironmentId::new());
+        let m = prepared(env, 1_000, &["a@example.com"]);
+        let id = m.id();
+        let (send_job, sent) = send(m);
+        assert!(!run(&mut w, &mut vec![known, gone, send_job]));
+        assert_eq!(recorded.await.unwrap().unwrap(), [true]);
+        assert!(matches!(
+            refused.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(sent.await.unwrap(), Ok(EnqueueOutcome::Created(c)) if c == id));
+        // The provider's retry, in a later turn: known, not recorded again.
+        let (again, answer) = record(env);
+        assert!(!run(&mut w, &mut vec![again]));
+        assert_eq!(answer.await.unwrap().unwrap(), [false]);
+        let count = |table: &str| -> i64 {
+            Connection::open(&path)
+                .unwrap()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count("provider_events"), 1);
+        assert_eq!(count("events WHERE type = 'delivered'"), 1);
         db.close().await;
     }
 }

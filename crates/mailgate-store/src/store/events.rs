@@ -10,6 +10,8 @@ use crate::error::db_error;
 use crate::pools::{with_pool, Pools};
 use crate::rows::EventRow;
 
+pub(crate) mod direct;
+
 /// The rows a backend reads a JSON array parameter (`$1`) as, each element as `j.value`.
 pub(super) fn json_rows(pools: &Pools) -> &'static str {
     match pools {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use mailgate_core::event::{Event, EventQuery, EventType, NewEvent};
 use mailgate_core::ids::{EnvironmentId, MessageId};
-use mailgate_core::inbound::BounceType;
+use mailgate_core::inbound::{status_moves, BounceType};
 use mailgate_core::message::MessageStatus;
 use mailgate_core::store::{
     EventStore, InboundRecord, InboundStore, MatchKey, MatchedMessage, RecipientMessage,
@@ -17,8 +17,11 @@ use mailgate_core::Timestamp;
 use super::events::{append_events, json_rows, VALUES_CHUNK};
 use super::SqlStore;
 use crate::error::db_error;
+use crate::group_commit::Job;
 use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{MessageRow, MESSAGE_COLUMNS};
+
+pub(crate) mod direct;
 
 /// Inserts provider events (`&[InboundRecord]`) by multi-row `VALUES`, skipping those recorded
 /// before (or earlier in the batch); evaluates to how many it inserted. Keyed by the provider's
@@ -96,7 +99,7 @@ fn json_agg(pools: &Pools, expr: &str) -> String {
 }
 
 /// Moves each message of a JSON array (`$1`: `id`, `from`, `to`) to `to` if it is still `from`,
-/// at `$2`.
+/// at `$2`. A message may have two rows (`message_moves`): only the one of its status applies.
 fn advance_sql(pools: &Pools) -> String {
     format!(
         "UPDATE messages SET status = j.value ->> 'to', updated_at = $2 FROM {} \
@@ -165,24 +168,17 @@ fn provider_event_keys(records: &[InboundRecord<'_>]) -> String {
     serde_json::Value::Array(rows).to_string()
 }
 
-/// The status changes of the recorded records as the JSON array `advance_sql` reads: one per
-/// message, from the first change's `from` to the last one's `to`.
+/// The status moves of the recorded records as the JSON array `advance_sql` reads.
 fn advance_rows(records: &[InboundRecord<'_>], recorded: &HashSet<String>) -> Option<String> {
-    let mut changes: Vec<(MessageId, MessageStatus, MessageStatus)> = Vec::new();
-    for r in records {
-        let (Some((from, to)), Some(id)) = (r.advance, r.new_event.message_id) else {
-            continue;
-        };
-        if !recorded.contains(&r.new_event.id.to_string()) {
-            continue;
-        }
-        match changes.iter_mut().find(|(m, _, _)| *m == id) {
-            Some(change) => change.2 = to,
-            None => changes.push((id, from, to)),
-        }
-    }
-    (!changes.is_empty()).then(|| {
-        let rows: Vec<serde_json::Value> = changes
+    let moves = message_moves(records.iter().filter_map(|r| {
+        let id = r.new_event.message_id?;
+        let target = r.event.target()?;
+        recorded
+            .contains(&r.new_event.id.to_string())
+            .then_some((id, target))
+    }));
+    (!moves.is_empty()).then(|| {
+        let rows: Vec<serde_json::Value> = moves
             .iter()
             .map(|(id, from, to)| {
                 serde_json::json!({"id": id.to_string(), "from": from.as_str(), "to": to.as_str()})
@@ -190,6 +186,34 @@ fn advance_rows(records: &[InboundRecord<'_>], recorded: &HashSet<String>) -> Op
             .collect();
         serde_json::Value::Array(rows).to_string()
     })
+}
+
+/// The status moves of a batch's recorded events (each its message and the status it moves
+/// the message towards), as `(message, from, to)`: per message, in the order of its first
+/// event, the pairs `status_moves` composes from its events in the batch's order. They are
+/// applied as updates fenced by `from`, so that they act on the status the message has then.
+fn message_moves<K: Eq + std::hash::Hash + Copy>(
+    events: impl Iterator<Item = (K, MessageStatus)>,
+) -> Vec<(K, MessageStatus, MessageStatus)> {
+    let mut targets: Vec<(K, Vec<MessageStatus>)> = Vec::new();
+    let mut at: HashMap<K, usize> = HashMap::new();
+    for (id, target) in events {
+        match at.entry(id) {
+            Entry::Occupied(i) => targets[*i.get()].1.push(target),
+            Entry::Vacant(v) => {
+                v.insert(targets.len());
+                targets.push((id, vec![target]));
+            }
+        }
+    }
+    targets
+        .iter()
+        .flat_map(|(id, targets)| {
+            status_moves(targets)
+                .into_iter()
+                .map(|(from, to)| (*id, from, to))
+        })
+        .collect()
 }
 
 fn parse_id(id: &str) -> Result<MessageId, StoreError> {
@@ -286,6 +310,18 @@ impl InboundStore for SqlStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let outcome = |recorded: bool| {
+            if recorded {
+                RecordOutcome::Recorded
+            } else {
+                RecordOutcome::Duplicate
+            }
+        };
+        if self.direct_writes() {
+            let job = direct::RecordJob::new(records, now);
+            let recorded = self.on_writer(|reply| Job::Record(job, reply)).await?;
+            return Ok(recorded.into_iter().map(outcome).collect());
+        }
         let stored = stored_event_ids_sql(&self.pools);
         let advance = advance_sql(&self.pools);
         let recorded = with_writer!(&self.pools, pool => async {
@@ -319,13 +355,7 @@ impl InboundStore for SqlStore {
         .map_err(db_error)?;
         Ok(records
             .iter()
-            .map(|r| {
-                if recorded.contains(&r.new_event.id.to_string()) {
-                    RecordOutcome::Recorded
-                } else {
-                    RecordOutcome::Duplicate
-                }
-            })
+            .map(|r| outcome(recorded.contains(&r.new_event.id.to_string())))
             .collect())
     }
 

@@ -5,7 +5,7 @@ pub(crate) mod enqueue;
 mod environments;
 mod events;
 mod feeds;
-mod inbound;
+pub(crate) mod inbound;
 mod keys;
 mod limits;
 mod messages;
@@ -33,8 +33,9 @@ pub(crate) struct SqlStore {
     /// Copies of the rows every request reads (keys, environments, settings).
     cache: HotCache,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
-    /// A SQLite file: the writer also claims and completes (`queue::direct`).
-    queue_on_writer: bool,
+    /// A SQLite file: the writer also claims, completes (`queue::direct`) and records provider
+    /// events (`inbound::direct`).
+    direct_writes: bool,
     /// Fires when the writer has drained its queue and stopped.
     writer_stopped: Mutex<Option<oneshot::Receiver<()>>>,
     /// SQLite: the task that indexes message events after the fact (migration 0012).
@@ -51,7 +52,7 @@ impl SqlStore {
         cache_ttl: std::time::Duration,
         event_index: DeferredEventIndex,
     ) -> Self {
-        let queue_on_writer = direct.is_some();
+        let direct_writes = direct.is_some();
         let (tx, stopped) = group_commit::spawn(pools.clone(), direct, group_commit_max);
         let indexer = match &pools {
             Pools::Sqlite { read, write } => Some(EventIndexer::spawn(
@@ -65,7 +66,7 @@ impl SqlStore {
             pools,
             cache: HotCache::new(cache_ttl),
             writer: Mutex::new(Some(tx)),
-            queue_on_writer,
+            direct_writes,
             writer_stopped: Mutex::new(Some(stopped)),
             indexer: Mutex::new(indexer),
         }
@@ -96,9 +97,10 @@ impl SqlStore {
         lock(&self.writer).clone()
     }
 
-    /// Whether claims and completions go to the writer (a SQLite file) rather than the pool.
-    fn queue_on_writer(&self) -> bool {
-        self.queue_on_writer
+    /// Whether claims, completions and provider events go to the writer (a SQLite file) rather
+    /// than the pool.
+    fn direct_writes(&self) -> bool {
+        self.direct_writes
     }
 
     /// Hands the writer the job `job(reply)` makes and waits for its answer, which comes after

@@ -170,7 +170,7 @@ impl QueueStore for SqlStore {
         }
         // One fresh token per claim: 80 random bits, so a re-claim never reuses a token.
         let token = ulid::Ulid::new().to_string();
-        if self.queue_on_writer() {
+        if self.direct_writes() {
             let job = direct::ClaimJob::new(limit, now, now.plus(lease), token);
             let rows = self.on_writer(|reply| Job::Claim(job, reply)).await?;
             return rows.into_iter().map(ClaimRow::into_domain).collect();
@@ -204,7 +204,7 @@ impl QueueStore for SqlStore {
             .iter()
             .map(|c| (c.message_id.to_string(), c.status))
             .collect();
-        if self.queue_on_writer() {
+        if self.direct_writes() {
             let job = direct::CompleteJob::new(completions, now);
             return self.on_writer(|reply| Job::Complete(job, reply)).await;
         }
@@ -274,9 +274,11 @@ mod tests {
     use std::time::Duration;
 
     use mailgate_core::environment::{Environment, EnvironmentName};
-    use mailgate_core::ids::EnvironmentId;
+    use mailgate_core::event::{EventType, NewEvent};
+    use mailgate_core::ids::{EnvironmentId, EventId};
+    use mailgate_core::inbound::ProviderEvent;
     use mailgate_core::message::{EnqueueOutcome, MessageStatus};
-    use mailgate_core::store::Completion;
+    use mailgate_core::store::{Completion, InboundRecord, RecordOutcome};
     use mailgate_core::Timestamp;
 
     use crate::pools::Pools;
@@ -285,16 +287,16 @@ mod tests {
     use crate::{Database, StoreOptions};
 
     /// A SQLite database without a file path of its own (a `file:` URI) has no direct writer:
-    /// its pool claims and completes, with the same statements.
+    /// its pool claims, completes and records provider events, with the same statements.
     #[tokio::test]
-    async fn without_a_direct_writer_the_pool_claims_and_completes() {
+    async fn without_a_direct_writer_the_pool_claims_completes_and_records() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:file:{}?mode=rwc", dir.path().join("m.db").display());
         let db = Database::connect(&url, &StoreOptions::default())
             .await
             .unwrap();
         db.migrate().await.unwrap();
-        assert!(!db.store.queue_on_writer(), "the pool's path");
+        assert!(!db.store.direct_writes(), "the pool's path");
         let store = db.storage();
         let env = Environment {
             id: EnvironmentId::new(),
@@ -333,6 +335,48 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(record.status, MessageStatus::Sent);
+        // A provider event and its retry in one batch: the first moves the message on.
+        let delivered = ProviderEvent {
+            provider: "ses".into(),
+            provider_event_id: "pe-1".into(),
+            provider_message_id: Some("p-1".into()),
+            message_id: Some(id),
+            event_type: EventType::Delivered,
+            bounce_type: None,
+            recipient: None,
+            occurred_at: Timestamp(2_500),
+            detail: serde_json::json!({}),
+        };
+        let logs: Vec<NewEvent> = (0..2)
+            .map(|_| NewEvent {
+                id: EventId::new(),
+                environment_id: env.id,
+                message_id: Some(id),
+                event_type: EventType::Delivered,
+                created_at: Timestamp(3_000),
+                data: serde_json::json!({}),
+            })
+            .collect();
+        let records: Vec<InboundRecord<'_>> = logs
+            .iter()
+            .map(|new_event| InboundRecord {
+                event: &delivered,
+                new_event,
+            })
+            .collect();
+        assert_eq!(
+            store
+                .record_inbound(&records, Timestamp(3_000))
+                .await
+                .unwrap(),
+            [RecordOutcome::Recorded, RecordOutcome::Duplicate]
+        );
+        let record = store
+            .get_message(Some(&env.id), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, MessageStatus::Delivered);
         db.close().await;
     }
 

@@ -90,7 +90,6 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
     let record = InboundRecord {
         event: &e,
         new_event: &log,
-        advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
     };
     assert_eq!(
         s.record_inbound(&[record], at(300)).await.unwrap(),
@@ -108,7 +107,6 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
     let record = InboundRecord {
         event: &e,
         new_event: &again,
-        advance: None,
     };
     assert_eq!(
         s.record_inbound(&[record], at(301)).await.unwrap(),
@@ -138,31 +136,38 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
     let record = InboundRecord {
         event: &e,
         new_event: &elsewhere,
-        advance: None,
     };
     assert_eq!(
         s.record_inbound(&[record], at(302)).await.unwrap(),
         vec![RecordOutcome::Recorded]
     );
-    // An advance from a status the message no longer has is not applied.
+    // A message moves forward only, from the status it has when the event is recorded: a
+    // hard bounce moves the delivered message on; a delivery reported after it does not move
+    // it back.
+    let bounce = provider_event(
+        "sns-b",
+        EventType::Bounced,
+        Some(BounceType::Hard),
+        "a@example.com",
+        350,
+    );
     let late = provider_event("sns-2", EventType::Delivered, None, "a@example.com", 400);
-    let log2 = NewEvent::for_message(
-        env.id,
-        id,
-        EventType::Delivered,
-        at(400),
-        serde_json::json!({}),
-    );
-    let record = InboundRecord {
-        event: &late,
-        new_event: &log2,
-        advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
-    };
-    s.record_inbound(&[record], at(400)).await.unwrap();
-    assert_eq!(
-        s.get_message(None, &id).await.unwrap().unwrap().status,
-        MessageStatus::Delivered
-    );
+    for (event, ms) in [(&bounce, 350), (&late, 400)] {
+        let log =
+            NewEvent::for_message(env.id, id, event.event_type, at(ms), serde_json::json!({}));
+        let record = InboundRecord {
+            event,
+            new_event: &log,
+        };
+        assert_eq!(
+            s.record_inbound(&[record], at(ms)).await.unwrap(),
+            vec![RecordOutcome::Recorded]
+        );
+        assert_eq!(
+            s.get_message(None, &id).await.unwrap().unwrap().status,
+            MessageStatus::Bounced
+        );
+    }
 
     // Soft bounces are counted per address and window (recorded as one batch).
     let softs: Vec<(ProviderEvent, NewEvent)> = [("s1", 1_000), ("s2", 2_000), ("s3", 3_000)]
@@ -187,11 +192,7 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
         .collect();
     let records: Vec<InboundRecord<'_>> = softs
         .iter()
-        .map(|(event, new_event)| InboundRecord {
-            event,
-            new_event,
-            advance: None,
-        })
+        .map(|(event, new_event)| InboundRecord { event, new_event })
         .collect();
     assert_eq!(
         s.record_inbound(&records, at(3_000)).await.unwrap(),
@@ -296,18 +297,15 @@ pub async fn provider_event_batches(db: Database) {
         InboundRecord {
             event: &delivered,
             new_event: &logs[0],
-            advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
         },
         InboundRecord {
             event: &bounced,
             new_event: &logs[1],
-            advance: Some((MessageStatus::Delivered, MessageStatus::Bounced)),
         },
         // The first event again, in the same batch.
         InboundRecord {
             event: &delivered,
             new_event: &logs[2],
-            advance: None,
         },
     ];
     assert_eq!(
@@ -352,7 +350,6 @@ pub async fn provider_event_batches(db: Database) {
     let dup = InboundRecord {
         event: &delivered,
         new_event: &log_other,
-        advance: Some((MessageStatus::Sent, MessageStatus::Delivered)),
     };
     assert_eq!(
         s.record_inbound(&[dup], at(600)).await.unwrap(),

@@ -11,25 +11,17 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use mailgate_core::event::NewEvent;
 use mailgate_core::store::Completion;
 use mailgate_core::Timestamp;
 use rusqlite::{params, Connection};
 
 use super::{complete_sql, completion_rows, redacted, sqlite_claim_sql};
 use crate::rows::ClaimRow;
-use crate::store::enqueue::INSERT_EVENT;
-use crate::store::events::{DEFER_MESSAGE_EVENTS, NEWEST_EVENT_SEQ, SQLITE_JSON_ROWS};
-
-/// `$n` placeholders (shared with the sqlx forms) as SQLite's numbered `?n`: rusqlite binds by
-/// position, and SQLite numbers `$n` by first appearance, not by `n`.
-fn numbered(sql: &str) -> String {
-    sql.replace('$', "?")
-}
+use crate::store::events::direct::{append_events_on, numbered, EventColumns};
+use crate::store::events::SQLITE_JSON_ROWS;
 
 static CLAIM: LazyLock<String> = LazyLock::new(|| numbered(&sqlite_claim_sql()));
 static COMPLETE: LazyLock<String> = LazyLock::new(|| numbered(&complete_sql(SQLITE_JSON_ROWS)));
-static DEFER: LazyLock<String> = LazyLock::new(|| numbered(DEFER_MESSAGE_EVENTS));
 
 /// A claim, ready for the writer.
 pub(crate) struct ClaimJob {
@@ -58,29 +50,6 @@ pub(crate) fn claim_on(conn: &Connection, job: &ClaimJob) -> rusqlite::Result<Ve
         ClaimRow::from_sqlite,
     )?;
     rows.collect()
-}
-
-/// An event with its columns as text, serialized by the caller rather than by the writer.
-struct EventColumns {
-    id: String,
-    environment_id: String,
-    message_id: Option<String>,
-    event_type: &'static str,
-    created_at: i64,
-    data: String,
-}
-
-impl From<&NewEvent> for EventColumns {
-    fn from(e: &NewEvent) -> Self {
-        Self {
-            id: e.id.to_string(),
-            environment_id: e.environment_id.to_string(),
-            message_id: e.message_id.map(|m| m.to_string()),
-            event_type: e.event_type.as_str(),
-            created_at: e.created_at.0,
-            data: e.data.to_string(),
-        }
-    }
 }
 
 /// A batch of completions, serialized for the writer.
@@ -140,25 +109,7 @@ pub(crate) fn complete_on(conn: &Connection, job: &CompleteJob) -> rusqlite::Res
         .iter()
         .filter(|(id, _, _)| applied.contains(id))
         .flat_map(|(_, _, events)| events);
-    let before: i64 = conn
-        .prepare_cached(NEWEST_EVENT_SEQ)?
-        .query_row([], |row| row.get(0))?;
-    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
-    let mut appended = false;
-    for e in events {
-        insert.execute(params![
-            e.id,
-            e.environment_id,
-            e.message_id,
-            e.event_type,
-            e.created_at,
-            e.data
-        ])?;
-        appended = true;
-    }
-    if appended {
-        conn.prepare_cached(&DEFER)?.execute([before])?;
-    }
+    append_events_on(conn, events)?;
     Ok(applied.len())
 }
 
