@@ -151,7 +151,7 @@ async fn run(inner: Arc<Inner>, mut inbox: mpsc::Receiver<Job>) {
             let _slot = slot;
             let requests = jobs.len();
             let recorded = tokio::spawn(async move {
-                let result = inner.ingest_batch(&jobs).await;
+                let result = inner.ingest_batch(&mut jobs).await;
                 (jobs, result)
             })
             .await;
@@ -195,9 +195,15 @@ fn copy_error(e: &StoreError) -> StoreError {
 
 impl Inner {
     /// Records the events of `jobs` in one transaction, then suppresses what the recorded ones
-    /// call for; returns each job's summary.
-    async fn ingest_batch(&self, jobs: &[Job]) -> Result<Vec<IngestSummary>, StoreError> {
+    /// call for; returns each job's summary. The events' details move into their log events.
+    async fn ingest_batch(&self, jobs: &mut [Job]) -> Result<Vec<IngestSummary>, StoreError> {
         let now = self.clock.now();
+        let mut details: Vec<serde_json::Value> = jobs
+            .iter_mut()
+            .flat_map(|job| job.events.iter_mut())
+            .map(|e| std::mem::take(&mut e.detail))
+            .collect();
+        let jobs: &[Job] = jobs;
         let events: Vec<(usize, &EnvironmentId, &ProviderEvent)> = jobs
             .iter()
             .enumerate()
@@ -215,7 +221,10 @@ impl Inner {
         let logged: Vec<NewEvent> = events
             .iter()
             .zip(&matched)
-            .map(|((_, env, event), message)| log_event(**env, event, message.as_ref(), now))
+            .zip(details.iter_mut())
+            .map(|(((_, env, event), message), detail)| {
+                log_event(**env, event, std::mem::take(detail), message.as_ref(), now)
+            })
             .collect();
         // The statuses move as the store records the events, from the statuses the messages
         // have then: a batch matched while another is being recorded moves them on from there.
@@ -310,10 +319,12 @@ impl Inner {
     }
 }
 
-/// The log event of a provider event: its provider, ids, time and detail (no addresses).
+/// The log event of a provider event: its provider, ids, time and `detail` (the event's, taken
+/// out of it; no addresses).
 fn log_event(
     env: EnvironmentId,
     event: &ProviderEvent,
+    detail: serde_json::Value,
     message: Option<&MatchedMessage>,
     now: Timestamp,
 ) -> NewEvent {
@@ -321,7 +332,7 @@ fn log_event(
         "provider": event.provider,
         "provider_event_id": event.provider_event_id,
         "occurred_at": event.occurred_at.to_rfc3339(),
-        "detail": event.detail,
+        "detail": detail,
     });
     if let Some(b) = event.bounce_type {
         data["bounce_type"] = b.as_str().into();

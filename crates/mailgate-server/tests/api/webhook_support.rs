@@ -217,6 +217,13 @@ pub async fn scenario(
     )
     .await;
     assert_eq!(events["data"][0]["data"]["bounce_type"], "hard", "{events}");
+    // The provider's detail of the bounce is kept in its log event.
+    assert!(
+        events["data"][0]["data"]["detail"]
+            .as_object()
+            .is_some_and(|d| d.values().any(|v| !v.is_null())),
+        "{provider}: {events}"
+    );
     let again = json!({"environment": "default", "from": "noreply@acme.example", "to": ["ok@example.net", "bo@example.net"], "subject": "s", "text": "t"});
     let resp = app.post_json("/v1/emails", &app.admin_key, &again).await;
     let e = error(resp).await;
