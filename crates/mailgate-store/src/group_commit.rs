@@ -1,6 +1,6 @@
 //! Group commit: one background writer takes every job waiting (up to a maximum) — sends to
-//! store and, on a SQLite file, claims, completions and provider events — runs them all in one transaction, and
-//! answers each only after the commit.
+//! store and, on a SQLite file, claims, completions and provider events — runs them all in one
+//! transaction, and answers each only after the commit.
 
 use std::time::{Duration, Instant};
 

@@ -498,3 +498,85 @@ async fn refuses_unknown_urls() {
         .unwrap_err();
     assert!(matches!(err, mailgate_store::OpenError::InvalidUrl(_)));
 }
+
+/// A status move that waited for another transaction's change of the same message acts on the
+/// status the message has after it: a hard bounce recorded while a delivery holds the message's
+/// row still bounces it. PostgreSQL re-checks a waiting update on the row it had joined; with one
+/// row per status the message could be moved from, the `sent` row no longer matched and the
+/// `delivered` one was never looked at (the message stayed `delivered`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_status_move_that_waited_acts_on_the_new_status() {
+    use std::time::Duration;
+
+    use mailgate_core::address::EmailAddress;
+    use mailgate_core::event::NewEvent;
+    use mailgate_core::inbound::{BounceType, ProviderEvent};
+    use mailgate_core::store::{InboundRecord, RecordOutcome};
+    use sqlx::Connection;
+
+    let t = TestDatabase::postgres().await;
+    let db = t.open().await;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    let m = message(&env.id, at(0));
+    let id = m.id;
+    s.enqueue(m).await.unwrap();
+    let claimed = s
+        .claim(1, at(0), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    s.complete(&[completion(&claimed, MessageStatus::Sent)], at(100))
+        .await
+        .unwrap();
+
+    // Another transaction delivers the message and holds its row.
+    let mut other = sqlx::PgConnection::connect(&t.url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("UPDATE messages SET status = 'delivered' WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let recorder = std::sync::Arc::clone(&s);
+    let env_id = env.id;
+    let bounce = tokio::spawn(async move {
+        let event = ProviderEvent {
+            provider: "postmark".into(),
+            provider_event_id: "b-1".into(),
+            provider_message_id: None,
+            message_id: Some(id),
+            event_type: EventType::Bounced,
+            bounce_type: Some(BounceType::Hard),
+            recipient: Some(EmailAddress::parse("a@example.com").unwrap()),
+            occurred_at: at(200),
+            detail: serde_json::json!({}),
+        };
+        let log = NewEvent::for_message(
+            env_id,
+            id,
+            EventType::Bounced,
+            at(200),
+            serde_json::json!({}),
+        );
+        let record = InboundRecord {
+            event: &event,
+            new_event: &log,
+        };
+        recorder.record_inbound(&[record], at(200)).await.unwrap()
+    });
+    // The bounce waits for the row.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bounce.is_finished(),
+        "the bounce waits for the delivery's transaction"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(bounce.await.unwrap(), [RecordOutcome::Recorded]);
+    assert_eq!(
+        s.get_message(None, &id).await.unwrap().unwrap().status,
+        MessageStatus::Bounced
+    );
+    db.close().await;
+}

@@ -1,11 +1,11 @@
 //! One turn of the writer on a SQLite file: every job waiting, in one transaction on the
 //! writer's own connection, and one commit.
 //!
-//! Order within the turn: completions and provider events, then sends, then claims — so a claim waiting in the same
-//! turn as a send can take it at once, and both writes of the message reach the log as one page
-//! write and one sync. Each job runs under a savepoint: a statement that refuses one job (a
-//! constraint, a stored value that does not parse) rolls back that job alone and answers it
-//! with the error; the others commit. A failure of the database itself fails the whole turn:
+//! Order within the turn: completions and provider events, then sends, then claims — so a claim
+//! waiting in the same turn as a send can take it at once, and both writes of the message reach the
+//! log as one page write and one sync. Each job runs under a savepoint: a statement that refuses
+//! one job (a constraint, a stored value that does not parse) rolls back that job alone and answers
+//! it with the error; the others commit. A failure of the database itself fails the whole turn:
 //! every job is answered `Unavailable` and nothing of it is stored.
 
 use mailgate_core::message::EnqueueOutcome;

@@ -98,12 +98,18 @@ fn json_agg(pools: &Pools, expr: &str) -> String {
     }
 }
 
-/// Moves each message of a JSON array (`$1`: `id`, `from`, `to`) to `to` if it is still `from`,
-/// at `$2`. A message may have two rows (`message_moves`): only the one of its status applies.
+/// Moves each message of a JSON array (`$1`: `id`, and `moves`, an object from each status the
+/// message may be moved from to where it goes) on from the status it has, at `$2`. One row per
+/// message, not one per status it may have: PostgreSQL re-checks an update that waited for
+/// another transaction's on the row it joined, with the message's new status, and does not look
+/// for another row — a message moved meanwhile from `sent` to `delivered` would have skipped
+/// its `delivered` → `bounced` row (seen in the API test
+/// `concurrent_webhooks_move_each_message_to_its_furthest_state`).
 fn advance_sql(pools: &Pools) -> String {
     format!(
-        "UPDATE messages SET status = j.value ->> 'to', updated_at = $2 FROM {} \
-         WHERE messages.id = j.value ->> 'id' AND messages.status = j.value ->> 'from'",
+        "UPDATE messages SET status = (j.value -> 'moves') ->> messages.status, updated_at = $2 \
+         FROM {} WHERE messages.id = j.value ->> 'id' \
+         AND ((j.value -> 'moves') ->> messages.status) IS NOT NULL",
         json_rows(pools)
     )
 }
@@ -178,12 +184,18 @@ fn advance_rows(records: &[InboundRecord<'_>], recorded: &HashSet<String>) -> Op
             .then_some((id, target))
     }));
     (!moves.is_empty()).then(|| {
-        let rows: Vec<serde_json::Value> = moves
-            .iter()
-            .map(|(id, from, to)| {
-                serde_json::json!({"id": id.to_string(), "from": from.as_str(), "to": to.as_str()})
-            })
-            .collect();
+        // `message_moves` keeps a message's moves together.
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        let mut last: Option<MessageId> = None;
+        for (id, from, to) in moves {
+            if last != Some(id) {
+                rows.push(serde_json::json!({"id": id.to_string(), "moves": {}}));
+                last = Some(id);
+            }
+            if let Some(row) = rows.last_mut() {
+                row["moves"][from.as_str()] = to.as_str().into();
+            }
+        }
         serde_json::Value::Array(rows).to_string()
     })
 }
