@@ -518,17 +518,7 @@ async fn postgres_a_status_move_that_waited_acts_on_the_new_status() {
     let db = t.open().await;
     let s = db.storage();
     let env = environment(&*s, "default").await;
-    let m = message(&env.id, at(0));
-    let id = m.id;
-    s.enqueue(m).await.unwrap();
-    let claimed = s
-        .claim(1, at(0), Duration::from_secs(60))
-        .await
-        .unwrap()
-        .remove(0);
-    s.complete(&[completion(&claimed, MessageStatus::Sent)], at(100))
-        .await
-        .unwrap();
+    let id = sent_message(&*s, &env.id, None, None).await;
 
     // Another transaction delivers the message and holds its row.
     let mut other = sqlx::PgConnection::connect(&t.url).await.unwrap();

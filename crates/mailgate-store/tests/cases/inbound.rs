@@ -39,18 +39,7 @@ pub async fn provider_events_dedupe_match_and_advance(db: Database) {
     let s = db.storage();
     let env = environment(&*s, "default").await;
     let other = environment(&*s, "other").await;
-    let m = message(&env.id, at(0));
-    let id = m.id;
-    s.enqueue(m).await.unwrap();
-    let claimed = s
-        .claim(1, at(0), Duration::from_secs(60))
-        .await
-        .unwrap()
-        .remove(0);
-    let mut done = completion(&claimed, MessageStatus::Sent);
-    done.provider = Some("ses".into());
-    done.provider_message_id = Some("pm-1".into());
-    s.complete(&[done], at(100)).await.unwrap();
+    let id = sent_message(&*s, &env.id, Some("ses"), Some("pm-1")).await;
 
     // Matched by the provider id, or by mailgate's id; never across environments; in the
     // keys' order.

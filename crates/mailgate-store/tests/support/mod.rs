@@ -126,3 +126,27 @@ pub fn completion(claimed: &ClaimedMessage, status: MessageStatus) -> Completion
         )],
     }
 }
+
+/// A message of `env` sent through the queue (enqueued at 0, claimed, completed `sent` at 100 by
+/// `provider` with the provider message id `pmid`); its id.
+pub async fn sent_message(
+    s: &dyn Storage,
+    env: &EnvironmentId,
+    provider: Option<&str>,
+    pmid: Option<&str>,
+) -> MessageId {
+    let m = message(env, at(0));
+    let id = m.id;
+    s.enqueue(m).await.unwrap();
+    let claimed = s
+        .claim(1, at(0), std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(claimed.id, id);
+    let mut done = completion(&claimed, MessageStatus::Sent);
+    done.provider = provider.map(Into::into);
+    done.provider_message_id = pmid.map(Into::into);
+    s.complete(&[done], at(100)).await.unwrap();
+    id
+}
