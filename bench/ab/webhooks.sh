@@ -4,7 +4,8 @@
 # events about them over 16 connections; prints events stored/s, the gateway's CPU per event and
 # the bytes it wrote per event (/proc/PID/io). SINGLE=1: Postmark, one event per request, 64
 # connections (webhooks_single). env: BIN, GWENV, PERF=1 and THREADS=1 (as accept.sh), KEEP=FILE
-# (keeps the gateway's stderr), KEEPDB=DIR (a copy of its data directory).
+# (keeps the gateway's stderr), KEEPDB=DIR (a copy of its data directory), CONNS (SendGrid
+# connections, default 16).
 set -u
 LABEL=$1; DUR=${2:-10}
 . "$(dirname "$0")/common.sh"
@@ -17,7 +18,7 @@ start_gateway MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1 \
 if [ "${SINGLE:-0}" = 1 ]; then
   ARGS=(--url "$GURL/webhooks/default/postmark" --body postmark --basic bench:bench-webhook-secret --connections 64)
 else
-  ARGS=(--url "$GURL/webhooks/default/sendgrid" --body sendgrid --batch 100 --connections 16)
+  ARGS=(--url "$GURL/webhooks/default/sendgrid" --body sendgrid --batch 100 --connections ${CONNS:-16})
 fi
 THJ=""; if [ "${THREADS:-0}" = 1 ]; then ( sleep 4; "$(dirname "$0")/threads.sh" "$GP" 5 ) & THJ=$!; fi
 PERFJ=""; if [ "${PERF:-0}" = 1 ]; then ( sleep 4; perf record -e cpu-clock -F 2000 -g --call-graph dwarf,8192 -p "$GP" -o "/tmp/perf-$LABEL.data" -- sleep 5 >/dev/null 2>&1 ) & PERFJ=$!; fi

@@ -192,10 +192,25 @@ impl Database {
     /// PostgreSQL by an advisory lock.
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self.store.pools() {
-            Pools::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await,
-            Pools::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Pools::Sqlite { write, .. } => {
+                SQLITE_MIGRATIONS
+                    .run(write)
+                    .await
+                    .map_err(OpenError::Migrate)?;
+                // Migration 0017: the old rows' keys are hashed here, where SHA-256 is.
+                let converted = store::inbound::keys::convert_old_rows(write)
+                    .await
+                    .map_err(|e| OpenError::Migrate(sqlx::migrate::MigrateError::Execute(e)))?;
+                if converted > 0 {
+                    tracing::info!(converted, "provider event keys hashed");
+                }
+                Ok(())
+            }
+            Pools::Postgres(pool) => POSTGRES_MIGRATIONS
+                .run(pool)
+                .await
+                .map_err(OpenError::Migrate),
         }
-        .map_err(OpenError::Migrate)
     }
 
     /// The storage traits on this database.

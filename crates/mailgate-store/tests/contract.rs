@@ -202,9 +202,9 @@ async fn sqlite_recipients_are_found_once_while_pending_and_once_indexed() {
     db.close().await;
 }
 
-/// Provider events are keyed by the provider's time, then its id (migration 0015): the same id at
-/// the same time is a duplicate, whatever else differs; the row keeps an address only for a
-/// soft bounce, which the soft-bounce rule counts.
+/// Provider events are keyed by the provider's time, then a hash of their environment, provider
+/// and id (migration 0017): the same id at the same time is a duplicate, whatever else differs;
+/// only a soft bounce keeps its address, which the soft-bounce rule counts.
 #[tokio::test]
 async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses_only() {
     use mailgate_core::address::EmailAddress;
@@ -273,15 +273,7 @@ async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses
     let retried = s.record_inbound(&[retry], at(50)).await.unwrap();
     assert_eq!(retried, [RecordOutcome::Duplicate]);
     assert_eq!(
-        row_counts(
-            &path,
-            None,
-            [
-                "provider_events",
-                "(SELECT 1 FROM provider_events WHERE address IS NOT NULL OR bounce_type IS NOT NULL)"
-            ]
-        )
-        .await,
+        row_counts(&path, None, ["provider_event_keys", "soft_bounces"]).await,
         (3, 1)
     );
     assert_eq!(
@@ -289,6 +281,76 @@ async fn sqlite_provider_events_are_keyed_by_time_and_keep_soft_bounce_addresses
             .await
             .unwrap(),
         1
+    );
+    db.close().await;
+}
+
+/// The rows of the old `provider_events` table (before migration 0017) get their hashed keys when
+/// the database is migrated, so a provider's retry of an event recorded before the upgrade is
+/// still a duplicate.
+#[tokio::test]
+async fn sqlite_old_provider_event_rows_are_hashed_when_migrated() {
+    use mailgate_core::event::NewEvent;
+    use mailgate_core::inbound::ProviderEvent;
+    use mailgate_core::store::{InboundRecord, RecordOutcome};
+
+    let t = TestDatabase::sqlite().await;
+    let path = t.url.trim_start_matches("sqlite://").to_owned();
+    let db = t.open().await;
+    let s = db.storage();
+    let env = environment(&*s, "default").await;
+    // Rows as migration 0015 wrote them, more than one so the conversion's order shows.
+    let env_id = env.id.to_string();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    for (ms, id) in [(20, "old-2"), (10, "old-1"), (10, "old-0")] {
+        c.execute(
+            "INSERT INTO provider_events (environment_id, provider, occurred_at, \
+             provider_event_id, event_id) VALUES (?1, 'postmark', ?2, ?3, 'ev')",
+            rusqlite::params![env_id, at(ms).0, id],
+        )
+        .unwrap();
+    }
+    drop(c);
+    db.migrate().await.unwrap();
+    assert_eq!(
+        row_counts(&path, None, ["provider_events", "provider_event_keys"]).await,
+        (0, 3)
+    );
+    let event = |id: &str, ms| ProviderEvent {
+        provider: "postmark".into(),
+        provider_event_id: id.into(),
+        provider_message_id: None,
+        message_id: None,
+        event_type: EventType::Delivered,
+        bounce_type: None,
+        recipient: None,
+        occurred_at: at(ms),
+        detail: serde_json::json!({}),
+    };
+    let events = [event("old-1", 10), event("old-2", 20), event("new", 20)];
+    let logs: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent {
+            id: mailgate_core::EventId::new(),
+            environment_id: env.id,
+            message_id: None,
+            event_type: e.event_type,
+            created_at: e.occurred_at,
+            data: serde_json::json!({}),
+        })
+        .collect();
+    let records: Vec<InboundRecord<'_>> = events
+        .iter()
+        .zip(&logs)
+        .map(|(event, new_event)| InboundRecord { event, new_event })
+        .collect();
+    assert_eq!(
+        s.record_inbound(&records, at(40)).await.unwrap(),
+        [
+            RecordOutcome::Duplicate,
+            RecordOutcome::Duplicate,
+            RecordOutcome::Recorded
+        ]
     );
     db.close().await;
 }

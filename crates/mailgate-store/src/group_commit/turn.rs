@@ -440,7 +440,7 @@ mod tests {
                 .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(count("provider_events"), 1);
+        assert_eq!(count("provider_event_keys"), 1);
         assert_eq!(count("events WHERE type = 'delivered'"), 1);
         db.close().await;
     }

@@ -22,6 +22,7 @@ use crate::pools::{with_pool, with_writer, BeginWrite, Pools};
 use crate::rows::{MessageRow, MESSAGE_COLUMNS};
 
 pub(crate) mod direct;
+pub(crate) mod keys;
 
 /// Inserts provider events (`&[InboundRecord]`) by multi-row `VALUES`, skipping those recorded
 /// before (or earlier in the batch); evaluates to how many it inserted. Keyed by the provider's
@@ -336,11 +337,40 @@ impl InboundStore for SqlStore {
         }
         let stored = stored_event_ids_sql(&self.pools);
         let advance = advance_sql(&self.pools);
+        // SQLite keeps hashed keys (migration 0017), stored one statement per event as the
+        // direct writer does; PostgreSQL the columns themselves, a multi-row statement per chunk.
+        let hashed = matches!(self.pools, Pools::Sqlite { .. });
         let recorded = with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
+            let recorded: HashSet<String> = if hashed {
+                let mut recorded = HashSet::with_capacity(records.len());
+                for r in records {
+                    let (e, ev) = (r.event, r.new_event);
+                    let env = ev.environment_id.to_string();
+                    let key = keys::event_key(&env, &e.provider, &e.provider_event_id);
+                    let stored = sqlx::query(keys::INSERT_KEY)
+                        .bind(e.occurred_at.0)
+                        .bind(&key[..])
+                        .execute(&mut *tx)
+                        .await?;
+                    if stored.rows_affected() == 0 {
+                        continue;
+                    }
+                    if let Some(address) = e.recipient.as_ref().filter(|_| e.is_soft_bounce()) {
+                        sqlx::query(keys::INSERT_SOFT_BOUNCE)
+                            .bind(&env)
+                            .bind(address.normalized())
+                            .bind(e.occurred_at.0)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    recorded.insert(ev.id.to_string());
+                }
+                recorded
+            } else {
             let inserted = insert_provider_events!(tx, records);
             // Usually every event is new; only when some were skipped does it ask which.
-            let recorded: HashSet<String> = if inserted == records.len() as u64 {
+            if inserted == records.len() as u64 {
                 records.iter().map(|r| r.new_event.id.to_string()).collect()
             } else {
                 let keys = provider_event_keys(records);
@@ -350,6 +380,7 @@ impl InboundStore for SqlStore {
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
                     .into_iter()
                     .collect()
+            }
             };
             if let Some(changes) = advance_rows(records, &recorded) {
                 sqlx::query(&advance).bind(changes).bind(now.0).execute(&mut *tx).await?;
@@ -377,11 +408,19 @@ impl InboundStore for SqlStore {
         address: &str,
         since: Timestamp,
     ) -> Result<u64, StoreError> {
-        let n: i64 = with_pool!(&self.pools, pool => {
-            sqlx::query_scalar(
+        let sql = match self.pools {
+            // Migration 0017.
+            Pools::Sqlite { .. } => {
+                "SELECT COUNT(*) FROM soft_bounces WHERE environment_id = $1 AND address = $2 \
+                 AND occurred_at >= $3"
+            }
+            Pools::Postgres(_) => {
                 "SELECT COUNT(*) FROM provider_events WHERE environment_id = $1 AND address = $2 \
-                 AND bounce_type = 'soft' AND occurred_at >= $3",
-            )
+                 AND bounce_type = 'soft' AND occurred_at >= $3"
+            }
+        };
+        let n: i64 = with_pool!(&self.pools, pool => {
+            sqlx::query_scalar(sql)
             .bind(env.to_string())
             .bind(address)
             .bind(since.0)

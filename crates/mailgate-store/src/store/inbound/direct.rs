@@ -6,7 +6,8 @@
 //! for that connection behind the writer's turns, multi-row inserts whose every chunk was a
 //! round trip to the connection's thread, a query to learn which events were new when some
 //! were not, and a commit of its own. On the writer each provider event is a single-row insert
-//! of a cached statement, which says by itself whether the event was new.
+//! of a cached statement, which says by itself whether the event was new. Its key is hashed
+//! when the job is made (`keys`), before the writer's turn.
 
 use mailgate_core::event::EventType;
 use mailgate_core::inbound::BounceType;
@@ -15,13 +16,9 @@ use mailgate_core::store::InboundRecord;
 use mailgate_core::Timestamp;
 use rusqlite::{params, Connection};
 
+use super::keys::{event_key, INSERT_KEY, INSERT_SOFT_BOUNCE};
 use super::message_moves;
 use crate::store::events::direct::{append_events_on, EventColumns};
-
-const INSERT_PROVIDER_EVENT: &str = "INSERT INTO provider_events (environment_id, provider, \
-     occurred_at, provider_event_id, event_id, bounce_type, address) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-     ON CONFLICT (environment_id, provider, occurred_at, provider_event_id) DO NOTHING";
 
 /// Moves a message to `?1` at `?2` if it is still `?4`.
 const ADVANCE: &str =
@@ -29,9 +26,9 @@ const ADVANCE: &str =
 
 /// One provider event with its log event, serialized for the writer.
 struct RecordColumns {
-    provider: String,
     occurred_at: i64,
-    provider_event_id: String,
+    /// The deduplication key (`keys::event_key`).
+    key: [u8; 16],
     /// A soft bounce's recipient (normalized), which the soft-bounce rule counts.
     soft_bounce: Option<String>,
     event: EventColumns,
@@ -55,16 +52,16 @@ impl RecordJob {
                     let e = r.event;
                     let soft = e.event_type == EventType::Bounced
                         && e.bounce_type == Some(BounceType::Soft);
+                    let event = EventColumns::from(r.new_event);
                     RecordColumns {
-                        provider: e.provider.clone(),
                         occurred_at: e.occurred_at.0,
-                        provider_event_id: e.provider_event_id.clone(),
+                        key: event_key(&event.environment_id, &e.provider, &e.provider_event_id),
                         soft_bounce: e
                             .recipient
                             .as_ref()
                             .filter(|_| soft)
                             .map(|a| a.normalized()),
-                        event: EventColumns::from(r.new_event),
+                        event,
                         target: r.event.target(),
                     }
                 })
@@ -77,19 +74,18 @@ impl RecordJob {
 /// (nor earlier in the batch) is stored, moves its message's status forward and appends its log
 /// event. Returns, in the batch's order, whether each was recorded.
 pub(crate) fn record_on(conn: &Connection, job: &RecordJob) -> rusqlite::Result<Vec<bool>> {
-    let mut insert = conn.prepare_cached(INSERT_PROVIDER_EVENT)?;
+    let mut insert = conn.prepare_cached(INSERT_KEY)?;
     let mut recorded = Vec::with_capacity(job.records.len());
     for r in &job.records {
-        let new = insert.execute(params![
-            r.event.environment_id,
-            r.provider,
-            r.occurred_at,
-            r.provider_event_id,
-            r.event.id,
-            r.soft_bounce.as_ref().map(|_| "soft"),
-            r.soft_bounce,
-        ])?;
-        recorded.push(new == 1);
+        let new = insert.execute(params![r.occurred_at, &r.key[..]])? == 1;
+        if let Some(address) = r.soft_bounce.as_ref().filter(|_| new) {
+            conn.prepare_cached(INSERT_SOFT_BOUNCE)?.execute(params![
+                r.event.environment_id,
+                address,
+                r.occurred_at
+            ])?;
+        }
+        recorded.push(new);
     }
     let moves = message_moves(
         job.records
