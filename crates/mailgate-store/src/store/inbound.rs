@@ -4,9 +4,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use mailgate_core::event::{Event, EventQuery, EventType, NewEvent};
+use mailgate_core::event::{Event, EventQuery, NewEvent};
 use mailgate_core::ids::{EnvironmentId, MessageId};
-use mailgate_core::inbound::{status_moves, BounceType};
+use mailgate_core::inbound::status_moves;
 use mailgate_core::message::MessageStatus;
 use mailgate_core::store::{
     EventStore, InboundRecord, InboundStore, MatchKey, MatchedMessage, RecipientMessage,
@@ -39,8 +39,7 @@ macro_rules! insert_provider_events {
             );
             qb.push_values(chunk, |mut row, r| {
                 let (e, ev) = (r.event, r.new_event);
-                let soft =
-                    e.event_type == EventType::Bounced && e.bounce_type == Some(BounceType::Soft);
+                let soft = e.is_soft_bounce();
                 row.push_bind(ev.environment_id.to_string())
                     .push_bind(e.provider.as_str())
                     .push_bind(e.occurred_at.0)
@@ -66,6 +65,39 @@ macro_rules! insert_provider_events {
                 .rows_affected();
         }
         inserted
+    }};
+}
+
+/// SQLite's form of `insert_provider_events!` (migration 0017): each event's hashed key, one
+/// statement per event as the direct writer's (`direct::record_on`), and the soft bounces among
+/// the new ones; evaluates to the log event ids of the events that were new.
+macro_rules! insert_hashed_keys {
+    ($tx:expr, $records:expr) => {{
+        let records: &[InboundRecord<'_>] = $records;
+        let mut recorded = HashSet::with_capacity(records.len());
+        for r in records {
+            let (e, ev) = (r.event, r.new_event);
+            let env = ev.environment_id.to_string();
+            let key = keys::event_key(&env, &e.provider, &e.provider_event_id);
+            let stored = sqlx::query(keys::INSERT_KEY)
+                .bind(e.occurred_at.0)
+                .bind(&key[..])
+                .execute(&mut *$tx)
+                .await?;
+            if stored.rows_affected() == 0 {
+                continue;
+            }
+            if let Some(address) = e.recipient.as_ref().filter(|_| e.is_soft_bounce()) {
+                sqlx::query(keys::INSERT_SOFT_BOUNCE)
+                    .bind(&env)
+                    .bind(address.normalized())
+                    .bind(e.occurred_at.0)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            recorded.insert(ev.id.to_string());
+        }
+        recorded
     }};
 }
 
@@ -343,44 +375,21 @@ impl InboundStore for SqlStore {
         let recorded = with_writer!(&self.pools, pool => async {
             let mut tx = pool.begin_write().await?;
             let recorded: HashSet<String> = if hashed {
-                let mut recorded = HashSet::with_capacity(records.len());
-                for r in records {
-                    let (e, ev) = (r.event, r.new_event);
-                    let env = ev.environment_id.to_string();
-                    let key = keys::event_key(&env, &e.provider, &e.provider_event_id);
-                    let stored = sqlx::query(keys::INSERT_KEY)
-                        .bind(e.occurred_at.0)
-                        .bind(&key[..])
-                        .execute(&mut *tx)
-                        .await?;
-                    if stored.rows_affected() == 0 {
-                        continue;
-                    }
-                    if let Some(address) = e.recipient.as_ref().filter(|_| e.is_soft_bounce()) {
-                        sqlx::query(keys::INSERT_SOFT_BOUNCE)
-                            .bind(&env)
-                            .bind(address.normalized())
-                            .bind(e.occurred_at.0)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    recorded.insert(ev.id.to_string());
+                insert_hashed_keys!(tx, records)
+            } else {
+                let inserted = insert_provider_events!(tx, records);
+                // Usually every event is new; only when some were skipped does it ask which.
+                if inserted == records.len() as u64 {
+                    records.iter().map(|r| r.new_event.id.to_string()).collect()
+                } else {
+                    let keys = provider_event_keys(records);
+                    let stored: String =
+                        sqlx::query_scalar(&stored).bind(&keys).fetch_one(&mut *tx).await?;
+                    serde_json::from_str::<Vec<String>>(&stored)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+                        .into_iter()
+                        .collect()
                 }
-                recorded
-            } else {
-            let inserted = insert_provider_events!(tx, records);
-            // Usually every event is new; only when some were skipped does it ask which.
-            if inserted == records.len() as u64 {
-                records.iter().map(|r| r.new_event.id.to_string()).collect()
-            } else {
-                let keys = provider_event_keys(records);
-                let stored: String =
-                    sqlx::query_scalar(&stored).bind(&keys).fetch_one(&mut *tx).await?;
-                serde_json::from_str::<Vec<String>>(&stored)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
-                    .into_iter()
-                    .collect()
-            }
             };
             if let Some(changes) = advance_rows(records, &recorded) {
                 sqlx::query(&advance).bind(changes).bind(now.0).execute(&mut *tx).await?;

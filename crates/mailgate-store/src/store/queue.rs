@@ -273,10 +273,11 @@ impl QueueStore for SqlStore {
 mod tests {
     use std::time::Duration;
 
+    use mailgate_core::address::EmailAddress;
     use mailgate_core::environment::{Environment, EnvironmentName};
     use mailgate_core::event::{EventType, NewEvent};
     use mailgate_core::ids::{EnvironmentId, EventId};
-    use mailgate_core::inbound::ProviderEvent;
+    use mailgate_core::inbound::{BounceType, ProviderEvent};
     use mailgate_core::message::{EnqueueOutcome, MessageStatus};
     use mailgate_core::store::{Completion, InboundRecord, RecordOutcome};
     use mailgate_core::Timestamp;
@@ -377,6 +378,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(record.status, MessageStatus::Delivered);
+        // A soft bounce is kept for the soft-bounce rule, which counts it.
+        let soft = ProviderEvent {
+            provider_event_id: "pe-2".into(),
+            event_type: EventType::Bounced,
+            bounce_type: Some(BounceType::Soft),
+            recipient: Some(EmailAddress::parse("a@example.com").unwrap()),
+            ..delivered.clone()
+        };
+        let log = NewEvent {
+            id: EventId::new(),
+            event_type: EventType::Bounced,
+            ..logs[0].clone()
+        };
+        let record = [InboundRecord {
+            event: &soft,
+            new_event: &log,
+        }];
+        let outcome = store.record_inbound(&record, Timestamp(3_000)).await;
+        assert_eq!(outcome.unwrap(), [RecordOutcome::Recorded]);
+        let soft_bounces = store.count_soft_bounces(&env.id, "a@example.com", Timestamp(0));
+        assert_eq!(soft_bounces.await.unwrap(), 1);
         db.close().await;
     }
 

@@ -9,8 +9,6 @@
 //! of a cached statement, which says by itself whether the event was new. Its key is hashed
 //! when the job is made (`keys`), before the writer's turn.
 
-use mailgate_core::event::EventType;
-use mailgate_core::inbound::BounceType;
 use mailgate_core::message::MessageStatus;
 use mailgate_core::store::InboundRecord;
 use mailgate_core::Timestamp;
@@ -50,8 +48,6 @@ impl RecordJob {
                 .iter()
                 .map(|r| {
                     let e = r.event;
-                    let soft = e.event_type == EventType::Bounced
-                        && e.bounce_type == Some(BounceType::Soft);
                     let event = EventColumns::from(r.new_event);
                     RecordColumns {
                         occurred_at: e.occurred_at.0,
@@ -59,7 +55,7 @@ impl RecordJob {
                         soft_bounce: e
                             .recipient
                             .as_ref()
-                            .filter(|_| soft)
+                            .filter(|_| e.is_soft_bounce())
                             .map(|a| a.normalized()),
                         event,
                         target: r.event.target(),

@@ -6,6 +6,8 @@
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
+use crate::pools::BeginWrite;
+
 /// A provider event's key: the first 16 bytes of SHA-256 over its environment, provider and
 /// event id, each length-prefixed so that no two triples run together.
 pub(crate) fn event_key(environment_id: &str, provider: &str, provider_event_id: &str) -> [u8; 16] {
@@ -39,7 +41,8 @@ const CONVERT_CHUNK: i64 = 4_096;
 pub(crate) async fn convert_old_rows(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
     let mut converted = 0u64;
     loop {
-        let mut tx = pool.begin().await?;
+        // Another process may be writing: the lock first, then the read.
+        let mut tx = pool.begin_write().await?;
         let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
             "SELECT environment_id, provider, occurred_at, provider_event_id \
              FROM provider_events ORDER BY 1, 2, 3, 4 LIMIT ?1",
