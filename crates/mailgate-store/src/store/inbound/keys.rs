@@ -39,6 +39,14 @@ const CONVERT_CHUNK: i64 = 4_096;
 /// upgrade is still known. Their soft bounces were copied by the migration. Returns how many
 /// it converted; a run stopped halfway resumes where it stopped.
 pub(crate) async fn convert_old_rows(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    // Nearly always none: asked without the write lock, so that a process starting beside a
+    // busy writer does not wait for it to learn so.
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM provider_events)")
+        .fetch_one(pool)
+        .await?;
+    if !any {
+        return Ok(0);
+    }
     let mut converted = 0u64;
     loop {
         // Another process may be writing: the lock first, then the read.
