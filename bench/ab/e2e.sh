@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# e2e.sh LABEL N [ERRORS] : N sends to a 0 ms mock (SES), prints delivered/s, timeline, CPU per msg.
+# e2e.sh LABEL N [ERRORS] : N sends to a 0 ms mock (SES), prints delivered/s, timeline, CPU and
+# bytes written (/proc/PID/io) per message.
 # env: BIN (default $CARGO_TARGET_DIR/release), GWENV (extra settings for the gateway), TIMELINE=N,
 #      DSN (the provider, MOCK for the mock's URL; default SES), KEEP=FILE (the gateway's stderr),
 #      KEEPDB=DIR (a copy of its data directory)
@@ -10,7 +11,7 @@ start_mock --latency fixed:0ms --errors "$ERR"
 start_gateway MAILGATE_WORKER__CONCURRENCY=256 MAILGATE_WORKER__CLAIM_BATCH=64 \
   MAILGATE_WORKER__POLL_INTERVAL_MS=50 MAILGATE_RETRY__BASE_DELAY_MS=200 MAILGATE_RETRY__MAX_ATTEMPTS=20
 mach() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-g0=$(cpu $GP); m0=$(cpu $MP); s0=$(mach)
+g0=$(cpu $GP); m0=$(cpu $MP); s0=$(mach); w0=$(awk '/^write_bytes/ {print $2}' /proc/$GP/io)
 t0=$(date +%s.%N)
 ( $BIN/loadgen --url "$GURL/v1/emails" --connections 32 --requests $N --auth $KEY --run-id $LABEL >$T/lg.json 2>/dev/null; date +%s.%N > $T/lg.done ) &
 LG=$!
@@ -26,10 +27,10 @@ while :; do
 done
 t1=$(date +%s.%N)
 wait $LG
-g1=$(cpu $GP); m1=$(cpu $MP); s1=$(mach)
+g1=$(cpu $GP); m1=$(cpu $MP); s1=$(mach); w1=$(awk '/^write_bytes/ {print $2}' /proc/$GP/io)
 python3 - <<PY
 t0=$t0; t1=$t1; lg=float(open("$T/lg.done").read()); n=$N
-print(f"$LABEL delivered/s={n/(t1-t0):.0f} secs={t1-t0:.2f} accept_done={lg-t0:.2f} tail={t1-lg:.2f} gw_us={($g1-$g0)*1e4/n:.0f} mock_us={($m1-$m0)*1e4/n:.0f} mach_us={($s1-$s0)*1e4/n:.0f}")
+print(f"$LABEL delivered/s={n/(t1-t0):.0f} secs={t1-t0:.2f} accept_done={lg-t0:.2f} tail={t1-lg:.2f} gw_us={($g1-$g0)*1e4/n:.0f} mock_us={($m1-$m0)*1e4/n:.0f} mach_us={($s1-$s0)*1e4/n:.0f} written/msg={($w1-$w0)/n:.0f} B")
 PY
 [ -n "${TIMELINE:-}" ] && tail -${TIMELINE} $T/timeline
 curl -sf "$MURL/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k:v for k,v in d.items() if not isinstance(v,(dict,list))})' 

@@ -65,7 +65,18 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
             } else {
                 0
             };
-            direct.committed(messages.len(), pending);
+            // Claims, completions and provider events fill the log as sends do: counted
+            // too, so that a writer with no sends (deliveries draining a backlog, webhooks)
+            // still copies the log in its idle moments rather than inside a commit.
+            let written = messages.len()
+                + claimed.iter().flatten().map(Vec::len).sum::<usize>()
+                + completed.iter().flatten().sum::<usize>()
+                + recorded
+                    .iter()
+                    .flatten()
+                    .map(|new| new.iter().filter(|n| **n).count())
+                    .sum::<usize>();
+            direct.committed(written, pending);
             tracing::debug!(
                 sends = messages.len(),
                 claims = claims.len(),
@@ -378,6 +389,38 @@ mod tests {
             .unwrap();
         assert_eq!(pending, 6 * 2 + 3);
         assert_eq!(w.pending(), 6 * 2 + 3);
+        db.close().await;
+    }
+
+    /// Claims fill the log as sends do: a writer that only claims (deliveries draining a
+    /// backlog) copies the log in its idle moments too, rather than leaving it to SQLite inside
+    /// a commit once 1,000 pages have gathered — every 77th claim of the queue-claim benchmark
+    /// waited ~3.5 ms for that copy (the p99), ~0.4 ms otherwise.
+    #[tokio::test]
+    async fn claims_count_towards_the_idle_checkpoint() {
+        let (_dir, path, db, env) = migrated().await;
+        let mut w = writer(&path);
+        let mut jobs: Vec<Job> = (0..72)
+            .map(|i| send(prepared(env, 1_000, &[&format!("r{i}@example.com")])).0)
+            .collect();
+        assert!(!run(&mut w, &mut jobs));
+        assert!(w.checkpoint_if_due().is_some(), "72 sends are due a copy");
+        async fn claim_eight(w: &mut DirectWriter) {
+            let (job, claimed) = claim(1_000);
+            assert!(!run(w, &mut vec![job]));
+            assert_eq!(claimed.await.unwrap().unwrap().len(), 8);
+        }
+        // Seven claims of eight messages: 56 rows written, not yet due.
+        for _ in 0..7 {
+            claim_eight(&mut w).await;
+        }
+        assert_eq!(w.checkpoint_if_due(), None);
+        claim_eight(&mut w).await;
+        let (frames, copied) = w
+            .checkpoint_if_due()
+            .expect("64 claimed rows are due a copy");
+        assert!(frames > 0);
+        assert_eq!(copied, frames, "the whole log was copied");
         db.close().await;
     }
 

@@ -52,8 +52,9 @@ pub(crate) struct DirectWriter {
     idle_after: Option<Instant>,
 }
 
-/// Messages (about two pages of log each) after which an idle writer copies the log into the
-/// database file, well before SQLite's own threshold (1,000 pages) would make a commit do it.
+/// Rows written (messages stored, claimed or completed, provider events recorded; about two
+/// pages of log each) after which an idle writer copies the log into the database file, well
+/// before SQLite's own threshold (1,000 pages) would make a commit do it.
 const CHECKPOINT_AFTER: usize = 64;
 
 const INSERT_PLAIN: &str = "INSERT INTO messages (id, environment_id, status, content, tags, \
@@ -122,17 +123,22 @@ impl DirectWriter {
     /// holds the process's write connection, so no other connection of the process commits
     /// meanwhile. (A thread checkpointing every 20 ms beside the writers, with the SQLite
     /// patched for the WAL-reset bug, was no faster: its syncs of the database file compete
-    /// with the commits'; BENCHMARKS.md.)
-    pub(crate) fn checkpoint_if_due(&mut self) {
+    /// with the commits'; BENCHMARKS.md.) Returns, if it ran, the frames in the log and how
+    /// many of them it copied.
+    pub(crate) fn checkpoint_if_due(&mut self) -> Option<(i64, i64)> {
         if self.since_checkpoint < CHECKPOINT_AFTER {
-            return;
+            return None;
         }
         self.since_checkpoint = 0;
-        if let Some(conn) = &self.conn {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "checkpoint failed");
-            }
-        }
+        let checkpoint =
+            self.conn
+                .as_ref()?
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get(1)?, row.get(2)?))
+                });
+        checkpoint
+            .inspect_err(|e| tracing::warn!(error = %e, "checkpoint failed"))
+            .ok()
     }
 
     /// Forgets the connection (after a failure of the database, not of a statement).
@@ -197,8 +203,8 @@ impl DirectWriter {
         done
     }
 
-    /// Counts what a committed transaction wrote: `rows` messages written (for the
-    /// checkpoint), `pending` recipients left in the pending table.
+    /// Counts what a committed transaction wrote: `rows` rows written (for the checkpoint:
+    /// `CHECKPOINT_AFTER`), `pending` recipients left in the pending table.
     pub(crate) fn committed(&mut self, rows: usize, pending: usize) {
         self.since_checkpoint += rows;
         self.pending += pending;
