@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -182,6 +182,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v3/mail/send", post(sendgrid))
         .route("/stats", get(stats))
         .route("/stats/ids", get(stats_ids))
+        .route("/stats/wait", get(stats_wait))
         .route("/reset", post(reset_stats))
         .route("/control", get(get_control).post(set_control))
         .with_state(shared)
@@ -261,6 +262,26 @@ async fn stats(State(shared): St) -> Json<StatsSnapshot> {
     Json(shared.stats.snapshot())
 }
 
+/// `GET /stats/wait?unique_ids_2xx=N&timeout_ms=T`: answers once N distinct ids were
+/// accepted (200) or after T ms (default 600,000) with 408, the counters in both cases.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    unique_ids_2xx: u64,
+    timeout_ms: Option<u64>,
+}
+
+async fn stats_wait(State(shared): St, Query(q): Query<WaitQuery>) -> Response {
+    let timeout = std::time::Duration::from_millis(q.timeout_ms.unwrap_or(600_000));
+    let reached = shared.stats.wait_for_2xx(q.unique_ids_2xx, timeout).await;
+    let status = if reached {
+        StatusCode::OK
+    } else {
+        StatusCode::REQUEST_TIMEOUT
+    };
+    (status, Json(shared.stats.snapshot())).into_response()
+}
+
 async fn stats_ids(State(shared): St) -> Json<std::collections::HashMap<String, u32>> {
     Json(shared.stats.accepted_by_id())
 }
@@ -277,4 +298,53 @@ async fn get_control(State(shared): St) -> Json<Behavior> {
 async fn set_control(State(shared): St, Json(b): Json<Behavior>) -> Json<Behavior> {
     *shared.behavior.write().unwrap() = b.clone();
     Json(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/stats/wait` over real HTTP: 408 with the counters while the count is short, 200 as
+    /// soon as the awaited delivery is answered.
+    #[tokio::test]
+    async fn stats_wait_answers_when_the_awaited_ids_are_delivered() {
+        let mock = spawn("127.0.0.1:0".parse().unwrap(), Behavior::default())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let wait = |timeout_ms: u64| {
+            http.get(format!(
+                "{}/stats/wait?unique_ids_2xx=1&timeout_ms={timeout_ms}",
+                mock.url()
+            ))
+            .send()
+        };
+        let short = wait(30).await.unwrap();
+        assert_eq!(short.status(), 408);
+        let body: StatsSnapshot = short.json().await.unwrap();
+        assert_eq!((body.unique_ids_2xx, body.last_new_2xx_at), (0, None));
+
+        let waiting = tokio::spawn(wait(10_000));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        let sent = http
+            .post(format!("{}/email", mock.url()))
+            .json(&json!({"Subject": "hi", "Metadata": {"mailgate_message_id": "msg_1"}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.status().is_success());
+        let done = waiting.await.unwrap().unwrap();
+        assert_eq!(done.status(), 200);
+        let body: StatsSnapshot = done.json().await.unwrap();
+        assert_eq!(body.unique_ids_2xx, 1);
+        assert!(body.last_new_2xx_at.is_some());
+
+        let typo = http
+            .get(format!("{}/stats/wait?unique_ids=1", mock.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(typo.status(), 400, "an unknown parameter is refused");
+    }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct IdState {
@@ -17,6 +19,8 @@ struct Inner {
     requests: u64,
     by_outcome: BTreeMap<String, u64>,
     ids: HashMap<String, IdState>,
+    unique_2xx: u64,
+    last_new_2xx_at: Option<SystemTime>,
     without_id: u64,
     duplicates: u64,
     requests_after_2xx: u64,
@@ -26,9 +30,20 @@ struct Inner {
 }
 
 /// The counters, shared by every connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     inner: Mutex<Inner>,
+    /// The count of distinct ids answered with a 2xx, for [`Stats::wait_for_2xx`].
+    unique_2xx: watch::Sender<u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            unique_2xx: watch::Sender::new(0),
+        }
+    }
 }
 
 /// A snapshot of the counters, as `GET /stats` returns it.
@@ -46,6 +61,11 @@ pub struct StatsSnapshot {
     pub duplicates: u64,
     /// Requests for an id that had already been answered with a 2xx.
     pub requests_after_2xx: u64,
+    /// When the last id answered with a 2xx for the first time was answered (Unix seconds):
+    /// the moment a run's last message was delivered, exact to the microsecond, however late
+    /// the counters are read.
+    #[serde(default)]
+    pub last_new_2xx_at: Option<f64>,
     /// Requests in which no message id could be found.
     pub without_id: u64,
     /// Requests being handled now.
@@ -74,6 +94,7 @@ impl Stats {
     /// A request ends with `outcome` for each of `ids` (one per message of the request).
     pub fn end(&self, ids: &[Option<String>], outcome: &str, accepted: bool) {
         let mut s = self.inner.lock().unwrap();
+        let unique_2xx = s.unique_2xx;
         s.in_flight = s.in_flight.saturating_sub(1);
         for id in ids {
             s.requests += 1;
@@ -93,8 +114,26 @@ impl Stats {
                 if accepted {
                     s.duplicates += 1;
                 }
+            } else if accepted {
+                s.unique_2xx += 1;
+                s.last_new_2xx_at = Some(SystemTime::now());
             }
         }
+        let now = s.unique_2xx;
+        drop(s);
+        if now != unique_2xx {
+            self.unique_2xx.send_replace(now);
+        }
+    }
+
+    /// Waits until at least `n` distinct ids were answered with a 2xx, or `timeout` passed;
+    /// true when they were. A benchmark asks once instead of polling [`Stats::snapshot`], so
+    /// that its waiting neither takes CPU from the run nor adds a polling interval to it.
+    pub async fn wait_for_2xx(&self, n: u64, timeout: Duration) -> bool {
+        let mut rx = self.unique_2xx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The counters now.
@@ -104,7 +143,11 @@ impl Stats {
             requests: s.requests,
             by_outcome: s.by_outcome.clone(),
             unique_ids: s.ids.len() as u64,
-            unique_ids_2xx: s.ids.values().filter(|v| v.accepted > 0).count() as u64,
+            unique_ids_2xx: s.unique_2xx,
+            last_new_2xx_at: s
+                .last_new_2xx_at
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
             duplicates: s.duplicates,
             requests_after_2xx: s.requests_after_2xx,
             without_id: s.without_id,
@@ -129,6 +172,7 @@ impl Stats {
     /// Forgets everything.
     pub fn reset(&self) {
         *self.inner.lock().unwrap() = Inner::default();
+        self.unique_2xx.send_replace(0);
     }
 }
 
@@ -155,5 +199,31 @@ mod tests {
         assert_eq!(snap.without_id, 1);
         assert_eq!(snap.by_outcome["200"], 3);
         assert_eq!(snap.max_in_flight, 1);
+        assert!(snap.last_new_2xx_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_count_is_reached_and_not_before() {
+        let s = std::sync::Arc::new(Stats::default());
+        assert!(!s.wait_for_2xx(1, Duration::from_millis(20)).await);
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait_for_2xx(2, Duration::from_secs(10)).await }
+        });
+        let (a, b) = (Some("msg_a".to_owned()), Some("msg_b".to_owned()));
+        s.end(std::slice::from_ref(&a), "200", true);
+        s.end(std::slice::from_ref(&a), "200", true); // a duplicate is not a new id
+        s.end(std::slice::from_ref(&b), "503", false);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "one id of two was delivered");
+        s.end(std::slice::from_ref(&b), "200", true);
+        assert!(waiter.await.unwrap());
+        let snap = s.snapshot();
+        assert_eq!(snap.unique_ids_2xx, 2);
+        let at = snap.last_new_2xx_at.unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(at <= now && now - at < 5.0, "{at} vs {now}");
+        s.reset();
+        assert!(!s.wait_for_2xx(1, Duration::from_millis(20)).await);
     }
 }
