@@ -221,7 +221,10 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(snap.unique_ids_2xx, 2);
         let at = snap.last_new_2xx_at.unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         assert!(at <= now && now - at < 5.0, "{at} vs {now}");
         s.reset();
         assert!(!s.wait_for_2xx(1, Duration::from_millis(20)).await);
