@@ -119,10 +119,10 @@ impl Stats {
                 s.last_new_2xx_at = Some(SystemTime::now());
             }
         }
-        let now = s.unique_2xx;
-        drop(s);
-        if now != unique_2xx {
-            self.unique_2xx.send_replace(now);
+        // Published under the lock: two requests ending at once must not publish their counts
+        // in the wrong order (a lower count last would leave a waiter for the higher waiting).
+        if s.unique_2xx != unique_2xx {
+            self.unique_2xx.send_replace(s.unique_2xx);
         }
     }
 
