@@ -98,7 +98,7 @@ fn init_tracing(config: &Config) {
     }
 }
 
-/// mimalloc instead of glibc's malloc: see BENCHMARKS.md (the request path spent a fifth of its
+/// mimalloc instead of glibc's malloc: see bench/JOURNAL.md (the request path spent a fifth of its
 /// CPU in glibc's allocator, much of it waiting on arena locks).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,7 +3,7 @@
 //!
 //! Every send reads all three before its message is queued. On SQLite each read is a round trip
 //! to one of sqlx's connection threads, and those hops — not the SQL — were most of what a send
-//! cost (the accept-path profile in BENCHMARKS.md). The copies are fresh for `ttl`:
+//! cost (the accept-path profile in bench/JOURNAL.md). The copies are fresh for `ttl`:
 //!
 //! - a write through this store (revoking a key, deleting an environment, saving settings) drops
 //!   the affected copies at once, so this process never acts on what it changed;

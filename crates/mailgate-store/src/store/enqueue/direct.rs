@@ -123,7 +123,7 @@ impl DirectWriter {
     /// holds the process's write connection, so no other connection of the process commits
     /// meanwhile. (A thread checkpointing every 20 ms beside the writers, with the SQLite
     /// patched for the WAL-reset bug, was no faster: its syncs of the database file compete
-    /// with the commits'; BENCHMARKS.md.) Returns, if it ran, the frames in the log and how
+    /// with the commits'; bench/JOURNAL.md.) Returns, if it ran, the frames in the log and how
     /// many of them it copied.
     pub(crate) fn checkpoint_if_due(&mut self) -> Option<(i64, i64)> {
         if self.since_checkpoint < CHECKPOINT_AFTER {
