@@ -14,16 +14,12 @@ start_mock --latency fixed:600s
 CG=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$T/cg.out")
 if [ "${FLOOR:-0}" = 1 ]; then
   (cd "$T/gw" && exec env THREADS=2 DB="$T/gw/floor.db" "${CG[@]}" "$BIN/floor-durable") >"$T/gw.out" 2>"$T/gw.err" &
+  GP=$!
+  GURL=$(listening gw 1200)
 else
-# shellcheck disable=SC2086 # GWENV is a list of settings
-(cd "$T/gw" && exec env RUST_LOG=warn MAILGATE_ADMIN_KEY=$KEY \
-  MAILGATE_PROVIDER__DEFAULT="${DSN//MOCK/$MURL}" MAILGATE_RETENTION__CONTENT_DAYS=0 \
-  MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1 ${GWENV:-} \
-  "${CG[@]}" "$BIN/mailgate" serve --listen 127.0.0.1:0 --database "sqlite://$T/gw/mg.db") >"$T/gw.out" 2>"$T/gw.err" &
+  GW_WRAP=("${CG[@]}")
+  start_gateway MAILGATE_WORKER__CONCURRENCY=1 MAILGATE_WORKER__CLAIM_BATCH=1
 fi
-GP=$!
-for _ in $(seq 600); do grep -q "listening on" "$T/gw.out" && break; sleep 0.1; done
-GURL=$(grep -o 'http://[^ ]*' "$T/gw.out" | head -1)
 [ -n "$GURL" ] || { echo "the gateway did not start under valgrind" >&2; tail -5 "$T/gw.err" >&2; kill "$GP" "$MP"; exit 1; }
 "$BIN/loadgen" --url "$GURL/v1/emails" --connections 64 --requests 500 --auth "$KEY" --run-id "w$LABEL" >/dev/null 2>&1
 callgrind_control -i on "$GP" >/dev/null 2>&1
