@@ -13,12 +13,12 @@ use mailgate_core::message::{Content, Idempotency, IdempotencyKey, MessageStatus
 use mailgate_core::send::{SendOutcome, SendService};
 use mailgate_core::store::{Storage, StoredContent};
 use mailgate_core::{FieldError, MessageId};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::auth::Principal;
 use crate::dto::{EmailOut, SendEmailIn, SendEmailOut};
 use crate::error::ApiError;
-use crate::json::{self, JsonBody};
+use crate::json::{self, JsonBytes};
 use crate::state::AppState;
 
 /// The header that marks an idempotent replay.
@@ -40,9 +40,9 @@ async fn send(
     State(service): State<SendService>,
     principal: Principal,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let input: SendEmailIn = json::parse(&body)?;
+    let input: SendEmailIn = json::from_bytes(&body)?;
     let env = principal
         .required_environment(
             storage.as_ref(),
@@ -50,7 +50,7 @@ async fn send(
             "environment",
         )
         .await?;
-    let idempotency = idempotency(&headers, &env, body)?;
+    let idempotency = idempotency(&headers, &env, &body)?;
     let request = input.into_request()?;
     let accepted = service.send_detailed(&env, request, idempotency).await?;
     let out = SendEmailOut {
@@ -70,11 +70,12 @@ async fn send(
 }
 
 /// The `Idempotency-Key` header with the fingerprint of the request: its canonical JSON (sorted
-/// keys, no whitespace) together with the environment it was sent to.
+/// keys, no whitespace) together with the environment it was sent to. The body is parsed to a
+/// `Value` for it only here, when a key is given.
 fn idempotency(
     headers: &HeaderMap,
     env: &Environment,
-    body: Value,
+    body: &[u8],
 ) -> Result<Option<Idempotency>, ApiError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -89,7 +90,7 @@ fn idempotency(
             )
         })
         .and_then(IdempotencyKey::parse)?;
-    let canonical = json!({"environment": env.id.to_string(), "body": body});
+    let canonical = json!({"environment": env.id.to_string(), "body": json::to_value(body)?});
     Ok(Some(Idempotency::new(key, &canonical)))
 }
 
