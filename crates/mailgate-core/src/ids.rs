@@ -41,9 +41,11 @@ macro_rules! prefixed_id {
             }
         }
 
+        const _: () = assert!($prefix.len() <= MAX_PREFIX);
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{}", $prefix, self.0)
+                encode($prefix, self.0, f)
             }
         }
 
@@ -69,6 +71,22 @@ macro_rules! prefixed_id {
     };
 }
 
+/// Longest prefix an identifier has (with room to spare).
+const MAX_PREFIX: usize = 8;
+
+/// Writes `prefix_ULID` in one piece: a send formats several ids, on the writer's thread among
+/// others, and `write!` with two arguments costs several times the encoding itself.
+fn encode(prefix: &str, ulid: Ulid, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut text = [0u8; MAX_PREFIX + 1 + ulid::ULID_LEN];
+    let mut digits = [0u8; ulid::ULID_LEN];
+    let n = prefix.len();
+    text[..n].copy_from_slice(prefix.as_bytes());
+    text[n] = b'_';
+    text[n + 1..n + 1 + ulid::ULID_LEN].copy_from_slice(ulid.array_to_str(&mut digits).as_bytes());
+    // Only ASCII was copied in: the prefix and Crockford base32.
+    f.write_str(std::str::from_utf8(&text[..n + 1 + ulid::ULID_LEN]).map_err(|_| fmt::Error)?)
+}
+
 prefixed_id!(
     /// Identifies one accepted message.
     MessageId, "msg"
@@ -89,6 +107,15 @@ prefixed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_is_the_prefix_and_the_ulid() {
+        let ulid = Ulid::new();
+        assert_eq!(MessageId(ulid).to_string(), format!("msg_{ulid}"));
+        assert_eq!(EnvironmentId(ulid).to_string(), format!("env_{ulid}"));
+        assert_eq!(EventId(ulid).to_string(), format!("evt_{ulid}"));
+        assert_eq!(ApiKeyId(ulid).to_string().len(), 4 + ulid::ULID_LEN);
+    }
 
     #[test]
     fn round_trips_and_refuses_other_prefixes() {

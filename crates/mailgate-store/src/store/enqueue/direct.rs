@@ -291,9 +291,7 @@ pub(crate) fn write_batch_on(
                 continue;
             }
             let m = &p.message;
-            let id = m.id.to_string();
-            let env = m.environment_id.to_string();
-            let organization = p.organization();
+            let (id, env) = (&p.id, &p.env);
             let columns = params![
                 id,
                 env,
@@ -307,7 +305,7 @@ pub(crate) fn write_batch_on(
                 m.delivery.tracking.opens,
                 m.delivery.tracking.links,
                 p.secrets,
-                organization,
+                p.organization,
                 m.delivery.sandboxed,
             ];
             match &m.idempotency {
@@ -340,16 +338,15 @@ pub(crate) fn write_batch_on(
             }
             let e = &p.queued_event;
             event.execute(params![
-                e.id.to_string(),
-                e.environment_id.to_string(),
-                e.message_id.map(|m| m.to_string()),
+                p.event_id,
+                env,
+                id,
                 e.event_type.as_str(),
                 e.created_at.0,
-                e.data.to_string(),
+                p.event_data,
             ])?;
-            let usage = p.usage_type();
             for address in &p.recipients {
-                recipient.execute(params![id, env, address, m.created_at.0, usage])?;
+                recipient.execute(params![id, env, address, m.created_at.0, p.usage_type])?;
             }
             outcomes.push(EnqueueOutcome::Created(m.id));
         }
