@@ -32,6 +32,13 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
+/// A JSON value as the text stored for it. Written straight into a `String`: `Value`'s
+/// `Display` goes through `fmt` for every token, at twice the cost (every event's `data`).
+pub(crate) fn value_text(v: &serde_json::Value) -> String {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// Converts a stored count to `u32`.
 fn to_u32(column: &str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{column}: {v} out of range")))

@@ -10,7 +10,7 @@ use super::suppressions::select_suppressed;
 use super::{insert_event, SqlStore};
 use crate::group_commit::{Job, Request};
 use crate::pools::{with_connection, BeginWriteOn, WriteConnection};
-use crate::rows::{parse_id, to_json};
+use crate::rows::{parse_id, to_json, value_text};
 
 mod direct;
 #[cfg(test)]
@@ -84,7 +84,7 @@ impl PreparedMessage {
                 .map(|o| o.as_str().to_owned()),
             usage_type: message.template.as_ref().map(|t| t.requested.clone()),
             event_id: queued_event.id.to_string(),
-            event_data: to_json("events.data", &queued_event.data)?,
+            event_data: value_text(&queued_event.data),
             recipients: addresses,
             content: to_json("messages.content", &message.content)?,
             tags: to_json("messages.tags", &message.tags)?,

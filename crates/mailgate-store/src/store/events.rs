@@ -91,7 +91,7 @@ macro_rules! append_events {
                     .push_bind(e.message_id.map(|m| m.to_string()))
                     .push_bind(e.event_type.as_str())
                     .push_bind(e.created_at.0)
-                    .push_bind(e.data.to_string());
+                    .push_bind(crate::rows::value_text(&e.data));
             });
             qb.build()
                 .persistent(chunk.len() == $crate::store::events::VALUES_CHUNK)

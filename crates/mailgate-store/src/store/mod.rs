@@ -145,7 +145,7 @@ macro_rules! insert_event {
                 .bind(e.message_id.map(|m| m.to_string()))
                 .bind(e.event_type.as_str())
                 .bind(e.created_at.0)
-                .bind(e.data.to_string())
+                .bind(crate::rows::value_text(&e.data))
                 .execute(&mut *conn)
                 .await?;
             if deferred {

@@ -36,7 +36,7 @@ impl From<&NewEvent> for EventColumns {
             message_id: e.message_id.map(|m| m.to_string()),
             event_type: e.event_type.as_str(),
             created_at: e.created_at.0,
-            data: e.data.to_string(),
+            data: crate::rows::value_text(&e.data),
         }
     }
 }
