@@ -193,10 +193,26 @@ impl Database {
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self.store.pools() {
             Pools::Sqlite { write, .. } => {
-                SQLITE_MIGRATIONS
-                    .run(write)
+                // The migrations commit without syncing the log (`NORMAL`): each is a
+                // transaction with its record in `_sqlx_migrations`, two commits apiece, and
+                // syncing each was half of a cold start on an empty directory (48 syncs, 25 of
+                // its ~50 ms; bench/JOURNAL.md). A crash may then undo the last of them, never
+                // leave one half done (the log stays consistent; only durability waits), and
+                // the next start applies them again; the first `FULL` commit after them — the
+                // start-up's own writes come next — syncs the log with all of them in it.
+                let mut conn = write.acquire().await.map_err(OpenError::Connect)?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
                     .await
-                    .map_err(OpenError::Migrate)?;
+                    .map_err(OpenError::Connect)?;
+                let migrated = SQLITE_MIGRATIONS.run(&mut *conn).await;
+                // Back to the connection's setting whatever happened.
+                sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(OpenError::Connect)?;
+                drop(conn);
+                migrated.map_err(OpenError::Migrate)?;
                 // Migration 0017: the old rows' keys are hashed here, where SHA-256 is.
                 let converted = store::inbound::keys::convert_old_rows(write)
                     .await
@@ -235,6 +251,35 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
+    /// Migrating syncs the log only at the end, and leaves the write connection syncing every
+    /// commit (`FULL`), as `connect` set it.
+    #[tokio::test]
+    async fn migrating_leaves_the_write_connection_at_full_sync() {
+        use crate::pools::Pools;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let db = super::Database::connect(&url, &super::StoreOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        // Again: nothing left to apply, the same setting after.
+        db.migrate().await.unwrap();
+        let Pools::Sqlite { write, .. } = db.store.pools() else {
+            unreachable!("a SQLite URL")
+        };
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(write)
+            .await
+            .unwrap();
+        assert_eq!(level, 2, "FULL");
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(write)
+            .await
+            .unwrap();
+        assert_eq!(applied, super::SQLITE_MIGRATIONS.iter().count() as i64);
+        db.close().await;
+    }
+
     /// The SQLite that runs is the one `vendor/libsqlite3-sys` bundles (rusqlite and sqlx link
     /// the same library): 3.51.3 or later, without the WAL-reset bug, which could corrupt a file
     /// that one connection checkpoints while another commits (the enqueue writer's and sqlx's
