@@ -303,8 +303,8 @@ pub(crate) async fn write_batch(
             let m = &p.message;
             let key = m.idempotency.as_ref().map(|i| i.key.as_str());
             let inserted: Option<String> = sqlx::query_scalar(INSERT_MESSAGE)
-                .bind(m.id.to_string())
-                .bind(m.environment_id.to_string())
+                .bind(p.id.as_str())
+                .bind(p.env.as_str())
                 .bind(&p.content)
                 .bind(&p.tags)
                 .bind(&p.metadata)
@@ -325,8 +325,8 @@ pub(crate) async fn write_batch(
                 insert_event!(&mut *tx, &p.queued_event)?;
                 for address in &p.recipients {
                     sqlx::query(INSERT_RECIPIENT)
-                        .bind(m.id.to_string())
-                        .bind(m.environment_id.to_string())
+                        .bind(p.id.as_str())
+                        .bind(p.env.as_str())
                         .bind(address)
                         .bind(m.created_at.0)
                         .bind(p.usage_type.as_deref())
@@ -336,7 +336,7 @@ pub(crate) async fn write_batch(
                 EnqueueOutcome::Created(m.id)
             } else {
                 let (id, fingerprint): (String, Option<String>) = sqlx::query_as(FIND_IDEMPOTENT)
-                    .bind(m.environment_id.to_string())
+                    .bind(p.env.as_str())
                     .bind(key)
                     .fetch_one(&mut *tx)
                     .await?;
