@@ -3,10 +3,15 @@
 //!
 //! Order within the turn: completions and provider events, then sends, then claims — so a claim
 //! waiting in the same turn as a send can take it at once, and both writes of the message reach the
-//! log as one page write and one sync. Each job runs under a savepoint: a statement that refuses
-//! one job (a constraint, a stored value that does not parse) rolls back that job alone and answers
-//! it with the error; the others commit. A failure of the database itself fails the whole turn:
-//! every job is answered `Unavailable` and nothing of it is stored.
+//! log as one page write and one sync. A statement that refuses one job (a constraint, a stored
+//! value that does not parse) rolls back that job alone and answers it with the error; the others
+//! commit. A failure of the database itself fails the whole turn: every job is answered
+//! `Unavailable` and nothing of it is stored.
+//!
+//! The jobs first run with no savepoint between them: under a savepoint SQLite copies every page a
+//! job changes into a journal before changing it (a few pages per delivered message), and
+//! refusals are rare. If one job is refused, that pass is rolled back whole and the turn runs again
+//! with each job under a savepoint of its own, so that only the refused job is lost.
 
 use mailgate_core::message::EnqueueOutcome;
 use mailgate_core::store::StoreError;
@@ -38,22 +43,27 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
     }
     let messages: Vec<&PreparedMessage> = sends.iter().map(|r| &r.message).collect();
     let deferred = direct.defers(messages.len());
-    let done = direct.transaction(|tx| {
+    let pass = |tx: &Connection, isolated: Isolated| {
         let completed = completions
             .iter()
-            .map(|(job, _)| attempt(tx, |c| complete_on(c, job)))
+            .map(|(job, _)| attempt(tx, isolated, |c| complete_on(c, job)))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let recorded = records
             .iter()
-            .map(|(job, _)| attempt(tx, |c| record_on(c, job)))
+            .map(|(job, _)| attempt(tx, isolated, |c| record_on(c, job)))
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let stored = store_sends(tx, &messages, deferred)?;
+        let stored = store_sends(tx, isolated, &messages, deferred)?;
         let claimed = claims
             .iter()
-            .map(|(job, _)| attempt(tx, |c| claim_on(c, job)))
+            .map(|(job, _)| attempt(tx, isolated, |c| claim_on(c, job)))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((completed, recorded, stored, claimed))
-    });
+    };
+    let mut done = direct.transaction(|tx| pass(tx, Isolated(false)));
+    if matches!(&done, Err(e) if is_refusal(e)) {
+        // Rolled back: again, each job alone under its savepoint.
+        done = direct.transaction(|tx| pass(tx, Isolated(true)));
+    }
     match done {
         Ok((completed, recorded, stored, claimed)) => {
             let pending = if deferred {
@@ -132,20 +142,21 @@ pub(super) fn run(direct: &mut DirectWriter, jobs: &mut Vec<Job>) -> bool {
 /// neighbours.
 fn store_sends(
     tx: &Connection,
+    isolated: Isolated,
     messages: &[&PreparedMessage],
     deferred: bool,
 ) -> rusqlite::Result<Vec<Outcome<EnqueueOutcome>>> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    match attempt(tx, |c| write_batch_on(c, messages, deferred))? {
+    match attempt(tx, isolated, |c| write_batch_on(c, messages, deferred))? {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         Err(e) if messages.len() > 1 => {
             tracing::warn!(error = %e, size = messages.len(), "enqueue batch refused; storing its messages one by one");
             messages
                 .iter()
                 .map(|m| {
-                    let one = attempt(tx, |c| write_batch_on(c, &[*m], deferred))?;
+                    let one = attempt(tx, isolated, |c| write_batch_on(c, &[*m], deferred))?;
                     Ok(one.and_then(|mut v| {
                         v.pop()
                             .ok_or_else(|| StoreError::Corrupt("empty enqueue outcome".into()))
@@ -157,12 +168,21 @@ fn store_sends(
     }
 }
 
-/// Runs `f` under a savepoint: kept if it succeeds; rolled back, with the refusal as its
-/// outcome, if a statement refused it. Any other error is the database's and is returned.
+/// Whether each job of a pass runs under a savepoint of its own.
+#[derive(Clone, Copy)]
+struct Isolated(bool);
+
+/// Runs `f` under a savepoint (`Isolated(true)`): kept if it succeeds; rolled back, with the
+/// refusal as its outcome, if a statement refused it. Any other error is the database's and is
+/// returned. Without a savepoint every error is returned, and the pass is rolled back.
 fn attempt<T>(
     conn: &Connection,
+    Isolated(isolated): Isolated,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Outcome<T>> {
+    if !isolated {
+        return f(conn).map(Ok);
+    }
     // Cached: a turn runs several, and compiling each was a cost on the writer's thread.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
@@ -177,6 +197,16 @@ fn attempt<T>(
             }
             Err(e) => Err(e),
         },
+    }
+}
+
+/// Whether a statement error refuses one job (`refusal` maps it), rather than failing the
+/// database.
+fn is_refusal(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => f.code == rusqlite::ErrorCode::ConstraintViolation,
+        rusqlite::Error::FromSqlConversionFailure(..) => true,
+        _ => false,
     }
 }
 
