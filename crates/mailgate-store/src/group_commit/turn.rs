@@ -216,22 +216,18 @@ fn is_refusal(e: &rusqlite::Error) -> bool {
 fn refusal(e: rusqlite::Error) -> Result<StoreError, rusqlite::Error> {
     const UNIQUE: i32 = 2067; // SQLITE_CONSTRAINT_UNIQUE
     const PRIMARY_KEY: i32 = 1555; // SQLITE_CONSTRAINT_PRIMARYKEY
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        if f.code == rusqlite::ErrorCode::ConstraintViolation {
-            let unique = f.extended_code == UNIQUE || f.extended_code == PRIMARY_KEY;
-            return Ok(if unique {
-                StoreError::Conflict(e.to_string())
-            } else {
-                StoreError::Unavailable(Box::new(e))
-            });
-        }
+    if !is_refusal(&e) {
+        return Err(e);
     }
-    match e {
+    let unique = matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == UNIQUE || f.extended_code == PRIMARY_KEY);
+    Ok(match e {
         rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
-            Ok(StoreError::Corrupt(inner.to_string()))
+            StoreError::Corrupt(inner.to_string())
         }
-        e => Err(e),
-    }
+        e if unique => StoreError::Conflict(e.to_string()),
+        e => StoreError::Unavailable(Box::new(e)),
+    })
 }
 
 #[cfg(test)]
